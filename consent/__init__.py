@@ -1,0 +1,1 @@
+"""The consent model, the pure decision engine and the append-only ledger (issue 4)."""

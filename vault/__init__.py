@@ -1,0 +1,100 @@
+"""CMR Vault: the customer holds the relationship."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the vault application; ``config`` overrides what the environment says."""
+    from vault.config import build_config
+
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    app.config.update(build_config(app.instance_path, overrides=config))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    _init_keys(app)
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from vault.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _init_keys(app: Flask) -> None:
+    from vault.accounts.passwords import Passwords
+    from vault.crypto.keyring import Keyring, provider_from_config, write_keyring_file
+
+    key_file = app.config.get("VAULT_MASTER_KEY_FILE")
+    if (
+        app.config["VAULT_ENV"] == "development"
+        and not app.config.get("VAULT_MASTER_KEY")
+        and key_file
+        and not Path(key_file).exists()
+    ):
+        write_keyring_file(Path(key_file), Keyring.generate())
+        print(
+            "\n" + "!" * 78 + f"\n!! DEVELOPMENT MASTER KEY CREATED at {key_file}\n"
+            "!! It sits beside the database: fine for trying the vault, never for real data.\n"
+            "!! In production set VAULT_MASTER_KEY_FILE to a key kept apart from the data.\n"
+            + "!" * 78 + "\n",
+            file=sys.stderr,
+        )
+    app.extensions["vault.keys"] = provider_from_config(app.config)
+    app.extensions["vault.passwords"] = Passwords.from_config(app.config)
+
+
+def _init_extensions(app: Flask) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from vault.extensions import csrf, db, limiter, login_manager, migrate, talisman
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    talisman.init_app(
+        app,
+        force_https=app.config["VAULT_FORCE_HTTPS"],
+        strict_transport_security=True,  # sent only on HTTPS responses
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        frame_options="DENY",
+        referrer_policy="same-origin",
+        content_security_policy={
+            "default-src": "'self'",
+            "img-src": "'self' data: https:",
+            "style-src": "'self'",
+            "script-src": "'self'",
+            "object-src": "'none'",
+            "base-uri": "'none'",
+            "frame-ancestors": "'none'",
+        },
+    )
+    proxies = int(app.config.get("VAULT_TRUSTED_PROXIES", 0) or 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from vault.accounts.views import bp as accounts_bp
+    from vault.portability.views import bp as portability_bp
+    from vault.profile.views import bp as profile_bp
+    from vault.web.views import bp as web_bp
+
+    for blueprint in (web_bp, accounts_bp, profile_bp, portability_bp):
+        app.register_blueprint(blueprint)

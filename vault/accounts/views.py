@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import time
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+import segno
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from vault.accounts import operations
+from vault.accounts.forms import (
+    ChangePasswordForm,
+    DeleteAccountForm,
+    EnableTotpForm,
+    LoginForm,
+    PasswordConfirmForm,
+    SecondFactorForm,
+    SignupForm,
+)
+from vault.accounts.models import User
+from vault.extensions import db, limiter, login_manager
+from vault.profile.operations import EmailInUse, load_profile
+from vault.services import keys, passwords
+
+bp = Blueprint("accounts", __name__)
+
+LOGIN_FAILED = "The e-mail or password is not correct."
+PENDING_2FA_SECONDS = 300
+
+login_manager.login_view = "accounts.login"
+login_manager.login_message = "Log in to continue."
+login_manager.session_protection = "strong"
+
+
+@login_manager.user_loader
+def load_user(session_id: str) -> User | None:
+    user_id, _, token = session_id.partition(":")
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_active or user.session_token != token:
+        return None
+    return user
+
+
+def customer_required(view: Any) -> Any:
+    """Customer pages; staff and vendor members get 403 even when logged in."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_customer:
+            abort(403, "This page is for customers only.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _login_limit() -> str:
+    return current_app.config["VAULT_LOGIN_RATE_LIMIT"]
+
+
+def _signup_limit() -> str:
+    return current_app.config["VAULT_SIGNUP_RATE_LIMIT"]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: anything with a scheme, host or a leading // is an open redirect."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
+            return target
+    return url_for("web.dashboard")
+
+
+def _start_session(user: User) -> None:
+    # A fresh session (and CSRF token) at every login defeats session fixation.
+    session.clear()
+    login_user(user)
+    session.permanent = True
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
+def signup() -> str | Response:
+    if current_user.is_authenticated:
+        return redirect(url_for("web.dashboard"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = operations.create_account(
+                db.session, keys(), passwords(), email=form.email.data, password=form.password.data
+            )
+        except EmailInUse:
+            db.session.rollback()
+            form.email.errors.append("An account with this e-mail already exists. Log in instead.")
+        except operations.WeakPassword as exc:
+            db.session.rollback()
+            form.password.errors.append(str(exc))
+        else:
+            db.session.commit()
+            _start_session(user)
+            flash("Welcome to your vault. Fill in your profile whenever you like.", "success")
+            return redirect(url_for("profile.edit"))
+    return render_template("accounts/signup.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login() -> str | Response | tuple[str, int]:
+    if current_user.is_authenticated:
+        return redirect(url_for("web.dashboard"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = operations.authenticate(
+            db.session, keys(), passwords(), form.email.data, form.password.data
+        )
+        if user is None:
+            form.form_errors.append(LOGIN_FAILED)
+        elif user.totp_enabled:
+            db.session.commit()
+            session.clear()
+            session["pending_2fa"] = {
+                "user": user.get_id(),
+                "at": time.time(),
+                "next": _safe_next(request.args.get("next")),
+            }
+            return redirect(url_for("accounts.second_factor"))
+        else:
+            db.session.commit()
+            _start_session(user)
+            return redirect(_safe_next(request.args.get("next")))
+    status = 401 if form.form_errors else 400 if form.errors else 200
+    return render_template("accounts/login.html", form=form), status
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def second_factor() -> str | Response | tuple[str, int]:
+    pending = session.get("pending_2fa")
+    if not pending or time.time() - pending.get("at", 0) > PENDING_2FA_SECONDS:
+        session.pop("pending_2fa", None)
+        flash("Log in again to continue.", "info")
+        return redirect(url_for("accounts.login"))
+    user = load_user(pending["user"])
+    if user is None:
+        session.clear()
+        return redirect(url_for("accounts.login"))
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        if operations.verify_second_factor(db.session, keys(), user, form.code.data):
+            db.session.commit()
+            target = pending.get("next")
+            _start_session(user)
+            return redirect(_safe_next(target))
+        db.session.rollback()
+        form.code.errors.append("That code is not valid. Try the current code or a recovery code.")
+    return render_template("accounts/second_factor.html", form=form), 401 if form.errors else 200
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("accounts.login"))
+
+
+@bp.route("/security", methods=["GET", "POST"])
+@login_required
+def security() -> str | Response | tuple[str, int]:
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            operations.change_password(
+                db.session,
+                passwords(),
+                current_user,
+                form.current_password.data,
+                form.new_password.data,
+            )
+        except operations.WeakPassword as exc:
+            db.session.rollback()
+            form.new_password.errors.append(str(exc))
+        except operations.AccountError as exc:
+            db.session.rollback()
+            form.current_password.errors.append(str(exc))
+        else:
+            db.session.commit()
+            _start_session(current_user._get_current_object())
+            flash("Your password was changed. Other sessions were logged out.", "success")
+            return redirect(url_for("accounts.security"))
+    return render_template(
+        "accounts/security.html", form=form, disable_form=PasswordConfirmForm()
+    ), 400 if form.errors else 200
+
+
+@bp.route("/security/2fa", methods=["GET", "POST"])
+@login_required
+def enable_2fa() -> str | Response | tuple[str, int]:
+    if current_user.totp_enabled:
+        return redirect(url_for("accounts.security"))
+    secret = session.get("totp_setup") or operations.new_totp_secret()
+    session["totp_setup"] = secret
+    form = EnableTotpForm()
+    if form.validate_on_submit():
+        try:
+            codes = operations.enable_totp(
+                db.session, keys(), current_user, secret, form.code.data
+            )
+        except operations.AccountError as exc:
+            db.session.rollback()
+            form.code.errors.append(str(exc))
+        else:
+            db.session.commit()
+            user = current_user._get_current_object()
+            _start_session(user)
+            return render_template("accounts/recovery_codes.html", codes=codes)
+    email = load_profile(db.session, keys(), current_user.id).get("email", "")
+    uri = operations.totp_provisioning_uri(secret, email)
+    qr_svg = segno.make(uri, error="m").svg_inline(scale=4, dark="#1b2a3a")
+    return render_template(
+        "accounts/enable_2fa.html", form=form, secret=secret, uri=uri, qr_svg=qr_svg
+    ), 400 if form.errors else 200
+
+
+@bp.post("/security/2fa/disable")
+@login_required
+def disable_2fa() -> str | Response | tuple[str, int]:
+    form = PasswordConfirmForm()
+    if form.validate_on_submit():
+        try:
+            operations.disable_totp(db.session, passwords(), current_user, form.password.data)
+        except operations.AccountError as exc:
+            db.session.rollback()
+            form.password.errors.append(str(exc))
+        else:
+            db.session.commit()
+            _start_session(current_user._get_current_object())
+            flash("Two-step verification is off.", "info")
+            return redirect(url_for("accounts.security"))
+    return render_template(
+        "accounts/security.html", form=ChangePasswordForm(formdata=None), disable_form=form
+    ), 400
+
+
+@bp.route("/account/delete", methods=["GET", "POST"])
+@login_required
+def delete_account() -> str | Response | tuple[str, int]:
+    form = DeleteAccountForm()
+    if form.validate_on_submit():
+        try:
+            operations.delete_account(db.session, passwords(), current_user, form.password.data)
+        except operations.AccountError as exc:
+            db.session.rollback()
+            form.password.errors.append(str(exc))
+        else:
+            db.session.commit()
+            logout_user()
+            session.clear()
+            return render_template("accounts/deleted.html")
+    return render_template("accounts/delete.html", form=form), 400 if form.errors else 200

@@ -1,0 +1,158 @@
+"""The ``vault`` command: Flask's CLI bound to the app factory, plus operator commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from vault.accounts.models import Role
+
+
+def main() -> None:
+    from vault import create_app
+
+    cli = FlaskGroup(name="vault", create_app=lambda: create_app(), help="Operate a CMR Vault.")
+    cli.main(prog_name="vault")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(keys_group)
+
+
+@click.group(help="Staff and customer accounts.")
+def users() -> None:
+    pass
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise click.UsageError("--password-stdin given but standard input was empty")
+        return line.rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("create")
+@click.option(
+    "--role",
+    type=click.Choice([Role.COMPLIANCE, Role.ADMIN, Role.CUSTOMER]),
+    required=True,
+    help="compliance officer, admin, or (for demos) a customer",
+)
+@click.option("--email", required=True)
+@click.option(
+    "--password-stdin", is_flag=True, help="read the password from the first line of stdin"
+)
+@with_appcontext
+def create_user(role: str, email: str, password_stdin: bool) -> None:
+    """Create an account. The password is never taken from the command line."""
+    from marshmallow import ValidationError, fields
+
+    from vault.accounts.operations import WeakPassword, create_account
+    from vault.extensions import db
+    from vault.profile.operations import EmailInUse
+    from vault.services import keys, passwords
+
+    try:
+        fields.Email().deserialize(email)
+    except ValidationError as exc:
+        raise click.BadParameter(f"{email!r} is not an e-mail address", param_hint="--email") from exc
+    password = _read_password(password_stdin)
+    try:
+        user = create_account(
+            db.session, keys(), passwords(), email=email, password=password, role=Role(role)
+        )
+        db.session.commit()
+    except WeakPassword as exc:
+        db.session.rollback()
+        raise click.ClickException(f"password refused: {exc}") from exc
+    except EmailInUse as exc:
+        db.session.rollback()
+        raise click.ClickException("an account with this e-mail already exists") from exc
+    click.echo(json.dumps({"user_id": user.id, "role": role}))
+
+
+@click.group("keys", help="Master keys and data keys.")
+def keys_group() -> None:
+    pass
+
+
+@keys_group.command("generate")
+@click.option(
+    "--file", "path", type=click.Path(dir_okay=False, path_type=Path), required=True
+)
+def generate_keys(path: Path) -> None:
+    """Write a new keyring (master key, blind-index and pseudonym secrets), mode 0600."""
+    from vault.crypto.keyring import Keyring, write_keyring_file
+
+    if path.exists():
+        raise click.ClickException(f"{path} exists; refusing to overwrite a keyring")
+    write_keyring_file(path, Keyring.generate())
+    click.echo(f"wrote {path}; set VAULT_MASTER_KEY_FILE={path}")
+
+
+@keys_group.command("status")
+@with_appcontext
+def key_status() -> None:
+    """Which master keys exist and how many data keys each wraps."""
+    from sqlalchemy import func, select
+
+    from vault.extensions import db
+    from vault.keys.models import DataKey
+    from vault.services import keys
+
+    provider = keys()
+    counts = dict(
+        db.session.execute(
+            select(DataKey.master_key_id, func.count()).group_by(DataKey.master_key_id)
+        ).all()
+    )
+    click.echo(
+        json.dumps(
+            {
+                "current": provider.current_key_id,
+                "master_keys": sorted(provider.key_ids()),
+                "data_keys_by_master_key": counts,
+            },
+            indent=2,
+        )
+    )
+
+
+@keys_group.command("rotate")
+@with_appcontext
+def rotate_keys() -> None:
+    """New master key; re-wrap every data key; retire the old key. Safe to rerun."""
+    from vault.crypto.keyring import KeyringError
+    from vault.extensions import db
+    from vault.keys.operations import rotate_master_key
+    from vault.services import keys
+
+    state: dict[str, object] = {}
+
+    def on_start(total: int) -> None:
+        bar = click.progressbar(length=total, label="re-wrapping data keys", file=sys.stderr)
+        state["bar"] = bar.__enter__()
+
+    def on_progress(done: int) -> None:
+        state["bar"].update(done)  # type: ignore[attr-defined]
+
+    try:
+        new_key, retired, count = rotate_master_key(
+            db.session, keys(), on_start=on_start, on_progress=on_progress
+        )
+    except KeyringError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if "bar" in state:
+            state["bar"].__exit__(None, None, None)  # type: ignore[attr-defined]
+    click.echo(
+        json.dumps({"current": new_key, "retired": retired, "rewrapped": count}, indent=2)
+    )

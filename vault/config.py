@@ -1,0 +1,145 @@
+"""Configuration read from environment variables, with safe defaults.
+
+``VAULT_ENV`` picks the profile: ``production`` (the default, used by ``wsgi.py``),
+``development`` (``make run``: generates a development secret and master key in the
+instance folder) or ``testing``. Production refuses to start without a real secret key
+and master key, and says what to set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("production", "development", "testing")
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe a vault that may start."""
+
+
+@dataclass(frozen=True)
+class _Env:
+    values: Mapping[str, str]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.values.get(name)
+        return value if value not in (None, "") else default
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.get(name)
+        if value is None:
+            return default
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name} must be a whole number, not {value!r}") from exc
+
+
+def build_config(
+    instance_path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the Flask configuration for this process.
+
+    ``overrides`` (from ``create_app(config)``) win over the environment, so tests can
+    build an app without touching ``os.environ``.
+    """
+    env = _Env(os.environ if environ is None else environ)
+    overrides = dict(overrides or {})
+    profile = overrides.get("VAULT_ENV") or env.get("VAULT_ENV", "production")
+    if profile not in PROFILES:
+        raise ConfigurationError(f"VAULT_ENV must be one of {', '.join(PROFILES)}, not {profile!r}")
+    instance = Path(instance_path)
+    development = profile == "development"
+    testing = profile == "testing"
+
+    config: dict[str, Any] = {
+        "VAULT_ENV": profile,
+        "TESTING": testing,
+        "SECRET_KEY": env.get("VAULT_SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": env.get("VAULT_DATABASE_URL")
+        or env.get("DATABASE_URL")
+        or f"sqlite:///{instance / 'vault.db'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Master key: an env var (keyring text) or a key file; see vault.crypto.keys.
+        "VAULT_MASTER_KEY": env.get("VAULT_MASTER_KEY"),
+        "VAULT_MASTER_KEY_FILE": env.get("VAULT_MASTER_KEY_FILE")
+        or (str(instance / "master.key") if development else None),
+        # Cookies are Secure everywhere; browsers treat http://127.0.0.1 as a secure
+        # context, so `make run` on loopback still works.
+        "SESSION_COOKIE_SECURE": env.flag("VAULT_COOKIE_SECURE", True),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_NAME": "vault_session",
+        "REMEMBER_COOKIE_SECURE": True,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": env.integer("VAULT_SESSION_LIFETIME", 8 * 3600),
+        "WTF_CSRF_ENABLED": True,
+        "WTF_CSRF_TIME_LIMIT": env.integer("VAULT_CSRF_TIME_LIMIT", 3600),
+        "MAX_CONTENT_LENGTH": env.integer("VAULT_MAX_CONTENT_LENGTH", 1024 * 1024),
+        "RATELIMIT_STORAGE_URI": env.get("VAULT_RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "VAULT_LOGIN_RATE_LIMIT": env.get("VAULT_LOGIN_RATE_LIMIT", "10 per minute"),
+        "VAULT_SIGNUP_RATE_LIMIT": env.get("VAULT_SIGNUP_RATE_LIMIT", "20 per hour"),
+        "VAULT_FORCE_HTTPS": env.flag("VAULT_FORCE_HTTPS", False),
+        # How many reverse proxies in front set X-Forwarded-* (0: trust none).
+        "VAULT_TRUSTED_PROXIES": env.integer("VAULT_TRUSTED_PROXIES", 0),
+        # argon2id cost; RFC 9106 "second recommended option" by default.
+        "VAULT_ARGON2_TIME_COST": env.integer("VAULT_ARGON2_TIME_COST", 3),
+        "VAULT_ARGON2_MEMORY_COST": env.integer("VAULT_ARGON2_MEMORY_COST", 65536),
+        "VAULT_ARGON2_PARALLELISM": env.integer("VAULT_ARGON2_PARALLELISM", 4),
+    }
+    config.update(overrides)
+
+    if config["SECRET_KEY"] is None and (development or testing):
+        config["SECRET_KEY"] = _instance_secret(instance)
+    _refuse_unsafe(config)
+    return config
+
+
+def _instance_secret(instance: Path) -> str:
+    """A per-installation secret for development, kept in the instance folder."""
+    import secrets
+
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def _refuse_unsafe(config: Mapping[str, Any]) -> None:
+    if config["VAULT_ENV"] != "production":
+        return
+    problems = []
+    secret = config.get("SECRET_KEY")
+    if not secret or len(str(secret)) < 32:
+        problems.append(
+            "VAULT_SECRET_KEY is missing or shorter than 32 characters "
+            '(generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    if not config.get("VAULT_MASTER_KEY") and not config.get("VAULT_MASTER_KEY_FILE"):
+        problems.append(
+            "no master key: set VAULT_MASTER_KEY_FILE to a key file made by "
+            "`vault keys generate --file PATH`, or VAULT_MASTER_KEY to its contents"
+        )
+    if problems:
+        raise ConfigurationError(
+            "refusing to start in production:\n  - " + "\n  - ".join(problems)
+            + "\n(set VAULT_ENV=development for a local, throwaway vault)"
+        )

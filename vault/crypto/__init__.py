@@ -1,0 +1,1 @@
+"""Envelope encryption, key providers and keyed indexes, built on ``cryptography``."""

@@ -1,0 +1,1 @@
+"""Per-customer data keys: creation, unwrapping, master-key rotation and crypto-shredding."""

@@ -1,0 +1,97 @@
+"""Data-key lifecycle. Field ciphertexts are never touched here: only wrapped keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from vault.crypto import aead
+from vault.crypto.keyring import KeyProvider, LocalKeyProvider, WrappedKey
+from vault.keys.models import DataKey
+from vault.models import utcnow
+
+
+class DataKeyShredded(Exception):
+    """The customer's data key was destroyed: their profile can no longer be decrypted."""
+
+
+def create_data_key(session: Session, keys: KeyProvider, user_id: str) -> aead.FieldCipher:
+    data_key = aead.new_key()
+    wrapped = keys.wrap(user_id, data_key)
+    session.add(
+        DataKey(user_id=user_id, master_key_id=wrapped.master_key_id, wrapped_key=wrapped.blob)
+    )
+    return aead.FieldCipher(data_key, user_id)
+
+
+def cipher_for(session: Session, keys: KeyProvider, user_id: str) -> aead.FieldCipher:
+    row = session.get(DataKey, user_id)
+    if row is None:
+        raise DataKeyShredded(f"customer {user_id} has no data key (account deleted)")
+    data_key = keys.unwrap(user_id, WrappedKey(row.master_key_id, row.wrapped_key))
+    return aead.FieldCipher(data_key, user_id)
+
+
+def shred(session: Session, user_id: str) -> None:
+    session.execute(delete(DataKey).where(DataKey.user_id == user_id))
+
+
+def count_wrapped_under_other_keys(session: Session, current_key_id: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(DataKey).where(DataKey.master_key_id != current_key_id)
+    ) or 0
+
+
+def rewrap_all(
+    session: Session,
+    keys: KeyProvider,
+    *,
+    batch_size: int = 500,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> int:
+    """Re-wrap every data key not yet under the current master key; commit per batch.
+
+    Safe to interrupt and rerun: each committed batch is finished work, and the next run
+    picks up only the keys still wrapped under an older master key.
+    """
+    current = keys.current_key_id
+    total = 0
+    while True:
+        rows = session.scalars(
+            select(DataKey)
+            .where(DataKey.master_key_id != current)
+            .order_by(DataKey.user_id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return total
+        for row in rows:
+            data_key = keys.unwrap(row.user_id, WrappedKey(row.master_key_id, row.wrapped_key))
+            wrapped = keys.wrap(row.user_id, data_key)
+            row.master_key_id, row.wrapped_key = wrapped.master_key_id, wrapped.blob
+            row.wrapped_at = utcnow()
+        session.commit()
+        total += len(rows)
+        on_progress(len(rows))
+
+
+def rotate_master_key(
+    session: Session,
+    keys: LocalKeyProvider,
+    *,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> tuple[str, list[str], int]:
+    """Introduce a new master key, re-wrap every data key, then drop the old keys.
+
+    Returns (new key id, retired key ids, number of keys re-wrapped).
+    """
+    new_key_id = keys.begin_rotation()
+    on_start(count_wrapped_under_other_keys(session, new_key_id))
+    rewrapped = rewrap_all(session, keys, on_progress=on_progress)
+    if count_wrapped_under_other_keys(session, new_key_id):
+        raise RuntimeError("some data keys are still wrapped under an old master key")
+    retired = keys.retire_all_but_current()
+    return new_key_id, retired, rewrapped

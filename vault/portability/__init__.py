@@ -1,0 +1,1 @@
+"""Data portability: everything the vault holds about a customer, as one JSON document."""

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vault.accounts.models import User
+from vault.crypto.keyring import KeyProvider
+from vault.models import utcnow
+from vault.profile.operations import load_profile
+
+EXPORT_FORMAT = "cmr-vault-export/1"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, Any]:
+    """The GDPR Art. 20 document. New features add their sections here as they are built."""
+    return {
+        "format": EXPORT_FORMAT,
+        "generated_at": _iso(utcnow()),
+        "account": {
+            "id": user.id,
+            "role": str(user.role),
+            "status": str(user.status),
+            "created_at": _iso(user.created_at),
+            "password_changed_at": _iso(user.password_changed_at),
+            "two_factor_enabled": user.totp_enabled,
+            "recovery_codes_left": len(user.recovery_code_hashes or []),
+        },
+        "profile": load_profile(session, keys, user.id),
+    }

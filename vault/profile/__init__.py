@@ -1,0 +1,1 @@
+"""The customer's encrypted profile: OIDC standard claims plus declared interests."""

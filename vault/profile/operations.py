@@ -1,0 +1,100 @@
+"""Reading and writing the encrypted profile. Callers own the transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from vault.accounts.models import User
+from vault.crypto.keyed_hash import blind_index
+from vault.crypto.keyring import KeyProvider
+from vault.keys.operations import cipher_for
+from vault.profile.models import ProfileField
+
+# The order the profile page and the export present them in.
+PROFILE_CLAIMS = (
+    "given_name",
+    "middle_name",
+    "family_name",
+    "nickname",
+    "email",
+    "phone_number",
+    "address",
+    "birthdate",
+    "gender",
+    "locale",
+    "zoneinfo",
+    "website",
+    "interests",
+)
+ADDRESS_PARTS = ("street_address", "locality", "region", "postal_code", "country")
+
+
+class EmailInUse(Exception):
+    """Another account already signs in with this e-mail address."""
+
+
+def _encode(value: Any) -> bytes:
+    if isinstance(value, date):
+        value = value.isoformat()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def load_profile(session: Session, keys: KeyProvider, user_id: str) -> dict[str, Any]:
+    """Decrypt every stored claim of one customer (absent claims are left out)."""
+    cipher = cipher_for(session, keys, user_id)
+    rows = session.scalars(select(ProfileField).where(ProfileField.user_id == user_id)).all()
+    profile = {row.name: json.loads(cipher.decrypt(row.name, row.ciphertext)) for row in rows}
+    return {claim: profile[claim] for claim in PROFILE_CLAIMS if claim in profile}
+
+
+def email_index_in_use(session: Session, index: bytes, except_user_id: str | None = None) -> bool:
+    query = select(User.id).where(User.email_index == index)
+    if except_user_id is not None:
+        query = query.where(User.id != except_user_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def save_profile(
+    session: Session, keys: KeyProvider, user: User, values: dict[str, Any]
+) -> None:
+    """Replace the customer's claims with ``values`` (validated by ``ProfileSchema``).
+
+    Claims that are absent or ``None`` are deleted. The e-mail is also the login name, so
+    changing it moves the blind index, refusing an address another account uses.
+    """
+    unknown = set(values) - set(PROFILE_CLAIMS)
+    if unknown:
+        raise ValueError(f"not profile claims: {', '.join(sorted(unknown))}")
+    email = values.get("email")
+    if email:
+        index = blind_index(keys.secret("blind_index"), email)
+        if index != user.email_index:
+            if email_index_in_use(session, index, except_user_id=user.id):
+                raise EmailInUse(email)
+            user.email_index = index
+    cipher = cipher_for(session, keys, user.id)
+    existing = {
+        row.name: row
+        for row in session.scalars(select(ProfileField).where(ProfileField.user_id == user.id))
+    }
+    for claim in PROFILE_CLAIMS:
+        value = values.get(claim)
+        if value in (None, "", [], {}):
+            if claim in existing:
+                session.delete(existing[claim])
+            continue
+        ciphertext = cipher.encrypt(claim, _encode(value))
+        if claim in existing:
+            existing[claim].ciphertext = ciphertext
+        else:
+            session.add(ProfileField(user_id=user.id, name=claim, ciphertext=ciphertext))
+    session.flush()
+
+
+def delete_profile(session: Session, user_id: str) -> None:
+    session.execute(delete(ProfileField).where(ProfileField.user_id == user_id))
