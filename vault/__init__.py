@@ -51,7 +51,8 @@ def _init_keys(app: Flask) -> None:
             "\n" + "!" * 78 + f"\n!! DEVELOPMENT MASTER KEY CREATED at {key_file}\n"
             "!! It sits beside the database: fine for trying the vault, never for real data.\n"
             "!! In production set VAULT_MASTER_KEY_FILE to a key kept apart from the data.\n"
-            + "!" * 78 + "\n",
+            + "!" * 78
+            + "\n",
             file=sys.stderr,
         )
     app.extensions["vault.keys"] = provider_from_config(app.config)

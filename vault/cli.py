@@ -63,7 +63,9 @@ def create_user(role: str, email: str, password_stdin: bool) -> None:
     try:
         fields.Email().deserialize(email)
     except ValidationError as exc:
-        raise click.BadParameter(f"{email!r} is not an e-mail address", param_hint="--email") from exc
+        raise click.BadParameter(
+            f"{email!r} is not an e-mail address", param_hint="--email"
+        ) from exc
     password = _read_password(password_stdin)
     try:
         user = create_account(
@@ -85,9 +87,7 @@ def keys_group() -> None:
 
 
 @keys_group.command("generate")
-@click.option(
-    "--file", "path", type=click.Path(dir_okay=False, path_type=Path), required=True
-)
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def generate_keys(path: Path) -> None:
     """Write a new keyring (master key, blind-index and pseudonym secrets), mode 0600."""
     from vault.crypto.keyring import Keyring, write_keyring_file
@@ -153,6 +153,4 @@ def rotate_keys() -> None:
     finally:
         if "bar" in state:
             state["bar"].__exit__(None, None, None)  # type: ignore[attr-defined]
-    click.echo(
-        json.dumps({"current": new_key, "retired": retired, "rewrapped": count}, indent=2)
-    )
+    click.echo(json.dumps({"current": new_key, "retired": retired, "rewrapped": count}, indent=2))

@@ -140,6 +140,7 @@ def _refuse_unsafe(config: Mapping[str, Any]) -> None:
         )
     if problems:
         raise ConfigurationError(
-            "refusing to start in production:\n  - " + "\n  - ".join(problems)
+            "refusing to start in production:\n  - "
+            + "\n  - ".join(problems)
             + "\n(set VAULT_ENV=development for a local, throwaway vault)"
         )

@@ -58,7 +58,8 @@ class ChangePasswordForm(FlaskForm):
         "Current password", validators=[DataRequired(message="Enter your current password.")]
     )
     new_password = PasswordField(
-        "New password", validators=[DataRequired(message="Choose a new password."), _password_length]
+        "New password",
+        validators=[DataRequired(message="Choose a new password."), _password_length],
     )
     confirm = PasswordField(
         "Repeat new password",

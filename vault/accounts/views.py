@@ -216,9 +216,7 @@ def enable_2fa() -> str | Response | tuple[str, int]:
     form = EnableTotpForm()
     if form.validate_on_submit():
         try:
-            codes = operations.enable_totp(
-                db.session, keys(), current_user, secret, form.code.data
-            )
+            codes = operations.enable_totp(db.session, keys(), current_user, secret, form.code.data)
         except operations.AccountError as exc:
             db.session.rollback()
             form.code.errors.append(str(exc))

@@ -80,6 +80,5 @@ def unwrap_data_key(master_key: bytes, master_key_id: str, owner_id: str, wrappe
         return _open(AESGCM(master_key), wrapped, _wrap_context(owner_id, master_key_id))
     except DecryptionError as exc:
         raise DecryptionError(
-            f"the data key of customer {owner_id} does not unwrap with master key "
-            f"{master_key_id!r}"
+            f"the data key of customer {owner_id} does not unwrap with master key {master_key_id!r}"
         ) from exc

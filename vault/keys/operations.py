@@ -39,9 +39,12 @@ def shred(session: Session, user_id: str) -> None:
 
 
 def count_wrapped_under_other_keys(session: Session, current_key_id: str) -> int:
-    return session.scalar(
-        select(func.count()).select_from(DataKey).where(DataKey.master_key_id != current_key_id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count()).select_from(DataKey).where(DataKey.master_key_id != current_key_id)
+        )
+        or 0
+    )
 
 
 def rewrap_all(

@@ -59,9 +59,7 @@ def email_index_in_use(session: Session, index: bytes, except_user_id: str | Non
     return session.scalar(query.limit(1)) is not None
 
 
-def save_profile(
-    session: Session, keys: KeyProvider, user: User, values: dict[str, Any]
-) -> None:
+def save_profile(session: Session, keys: KeyProvider, user: User, values: dict[str, Any]) -> None:
     """Replace the customer's claims with ``values`` (validated by ``ProfileSchema``).
 
     Claims that are absent or ``None`` are deleted. The e-mail is also the login name, so

@@ -24,11 +24,15 @@ def _timezones() -> frozenset[str]:
 
 def _validate_phone(value: str) -> None:
     if not value.startswith("+"):
-        raise ValidationError("Use international E.164 format, starting with + and the country code.")
+        raise ValidationError(
+            "Use international E.164 format, starting with + and the country code."
+        )
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationError("This is not a phone number in E.164 format (e.g. +14155550123).") from exc
+        raise ValidationError(
+            "This is not a phone number in E.164 format (e.g. +14155550123)."
+        ) from exc
     if not phonenumbers.is_valid_number(number):
         raise ValidationError("This phone number does not exist in its country's numbering plan.")
     if phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != value:
@@ -112,7 +116,10 @@ class ProfileSchema(Schema):
         allow_none=True, validate=[validate.Length(max=64), _validate_zoneinfo]
     )
     website = fields.URL(
-        allow_none=True, schemes={"http", "https"}, require_tld=True, validate=validate.Length(max=500)
+        allow_none=True,
+        schemes={"http", "https"},
+        require_tld=True,
+        validate=validate.Length(max=500),
     )
     interests = fields.List(
         fields.String(validate=[validate.Length(min=1, max=32), _validate_tag]),

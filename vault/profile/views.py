@@ -10,7 +10,13 @@ from werkzeug.wrappers import Response
 
 from vault.accounts.views import customer_required
 from vault.extensions import db
-from vault.profile.operations import ADDRESS_PARTS, PROFILE_CLAIMS, EmailInUse, load_profile, save_profile
+from vault.profile.operations import (
+    ADDRESS_PARTS,
+    PROFILE_CLAIMS,
+    EmailInUse,
+    load_profile,
+    save_profile,
+)
 from vault.profile.schemas import ProfileSchema
 from vault.services import keys
 

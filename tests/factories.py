@@ -1,0 +1,83 @@
+"""Small factories that build test data through the same operations the app uses."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from vault.accounts.models import Role, User
+from vault.accounts.operations import create_account
+from vault.extensions import db
+from vault.services import keys, passwords
+
+_counter = itertools.count(1)
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class CreatedUser:
+    id: str
+    email: str
+    password: str
+
+    def load(self) -> User:
+        user = db.session.get(User, self.id)
+        assert user is not None
+        return user
+
+
+def unique_email(prefix: str = "person") -> str:
+    return f"{prefix}{next(_counter)}@example.com"
+
+
+def customer(
+    app: Flask,
+    *,
+    email: str | None = None,
+    password: str = DEFAULT_PASSWORD,
+    profile: dict[str, Any] | None = None,
+    role: Role = Role.CUSTOMER,
+) -> CreatedUser:
+    email = email or unique_email()
+    with app.app_context():
+        user = create_account(
+            db.session,
+            keys(),
+            passwords(),
+            email=email,
+            password=password,
+            role=role,
+            profile=profile,
+        )
+        db.session.commit()
+        return CreatedUser(user.id, email, password)
+
+
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str) -> str:
+    page = client.get(path)
+    match = _CSRF.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} (status {page.status_code})"
+    return match.group(1)
+
+
+def post_form(
+    client: FlaskClient, path: str, data: dict[str, Any], *, form_page: str | None = None
+) -> TestResponse:
+    """POST like a browser: first load the form to get its CSRF token."""
+    token = csrf_token(client, form_page or path)
+    return client.post(path, data={"csrf_token": token, **data})
+
+
+def log_in(client: FlaskClient, email: str, password: str) -> TestResponse:
+    response = post_form(client, "/login", {"email": email, "password": password})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
