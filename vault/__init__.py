@@ -93,9 +93,22 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from vault.accounts.views import bp as accounts_bp
+    from vault.api.views import bp as api_bp
+    from vault.connections.views import bp as connections_bp
+    from vault.oauth.server import init_oauth
+    from vault.oauth.views import bp as oauth_bp
     from vault.portability.views import bp as portability_bp
     from vault.profile.views import bp as profile_bp
     from vault.web.views import bp as web_bp
 
-    for blueprint in (web_bp, accounts_bp, profile_bp, portability_bp):
+    init_oauth(app)
+    for blueprint in (
+        web_bp,
+        accounts_bp,
+        profile_bp,
+        portability_bp,
+        oauth_bp,
+        api_bp,
+        connections_bp,
+    ):
         app.register_blueprint(blueprint)

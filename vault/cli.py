@@ -21,8 +21,11 @@ def main() -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from vault.vendors.cli import vendors
+
     app.cli.add_command(users)
     app.cli.add_command(keys_group)
+    app.cli.add_command(vendors)
 
 
 @click.group(help="Staff and customer accounts.")

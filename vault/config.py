@@ -95,6 +95,15 @@ def build_config(
         "VAULT_FORCE_HTTPS": env.flag("VAULT_FORCE_HTTPS", False),
         # How many reverse proxies in front set X-Forwarded-* (0: trust none).
         "VAULT_TRUSTED_PROXIES": env.integer("VAULT_TRUSTED_PROXIES", 0),
+        # OAuth / OpenID Connect. The issuer defaults to the URL the request came in on.
+        "VAULT_ISSUER": env.get("VAULT_ISSUER"),
+        "VAULT_ACCESS_TOKEN_LIFETIME": env.integer("VAULT_ACCESS_TOKEN_LIFETIME", 900),
+        "VAULT_CLIENT_TOKEN_LIFETIME": env.integer("VAULT_CLIENT_TOKEN_LIFETIME", 3600),
+        "VAULT_REFRESH_TOKEN_LIFETIME": env.integer("VAULT_REFRESH_TOKEN_LIFETIME", 30 * 86400),
+        "VAULT_CODE_LIFETIME": env.integer("VAULT_CODE_LIFETIME", 120),
+        "VAULT_ID_TOKEN_LIFETIME": env.integer("VAULT_ID_TOKEN_LIFETIME", 900),
+        "VAULT_TOKEN_RATE_LIMIT": env.get("VAULT_TOKEN_RATE_LIMIT", "120 per minute"),
+        "VAULT_API_RATE_LIMIT": env.get("VAULT_API_RATE_LIMIT", "1200 per minute"),
         # argon2id cost; RFC 9106 "second recommended option" by default.
         "VAULT_ARGON2_TIME_COST": env.integer("VAULT_ARGON2_TIME_COST", 3),
         "VAULT_ARGON2_MEMORY_COST": env.integer("VAULT_ARGON2_MEMORY_COST", 65536),

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from vault.api.problems import problem
 from vault.extensions import db
 from vault.profile.operations import PROFILE_CLAIMS, load_profile
 from vault.services import keys
@@ -37,8 +38,14 @@ def csrf_error(error: CSRFError) -> tuple[str, int]:
     ), 400
 
 
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
 @bp.app_errorhandler(429)
-def too_many_requests(error: HTTPException) -> tuple[str, int]:
+def too_many_requests(error: HTTPException) -> tuple[str, int] | Response:
+    if _is_api() or request.path.startswith("/oauth/"):
+        return problem(429, "rate-limited", "Too many requests", str(error.description))
     return render_template(
         "web/error.html",
         title="Too many attempts",
@@ -47,7 +54,12 @@ def too_many_requests(error: HTTPException) -> tuple[str, int]:
 
 
 @bp.app_errorhandler(HTTPException)
-def http_error(error: HTTPException) -> tuple[str, int]:
+def http_error(error: HTTPException) -> tuple[str, int] | Response:
+    if _is_api():
+        if error.response is not None:
+            return error.response
+        slug = (error.name or "error").lower().replace(" ", "-")
+        return problem(error.code or 500, slug, error.name, error.description)
     return render_template(
         "web/error.html", title=error.name, message=error.description
     ), error.code or 500

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from authlib.integrations.flask_oauth2 import current_token
+from flask import Blueprint, current_app, jsonify, render_template
+from werkzeug.wrappers import Response
+
+from vault.api.problems import problem
+from vault.api.schemas import ProfileClaimsSchema
+from vault.extensions import csrf, db, limiter
+from vault.oauth import operations
+from vault.oauth.scopes import claims_for, pairwise_sub
+from vault.oauth.server import require_oauth
+from vault.profile.operations import load_profile
+from vault.services import keys
+
+bp = Blueprint("api", __name__)
+csrf.exempt(bp)  # bearer tokens, never cookies: nothing to forge
+
+
+def _api_limit() -> str:
+    return current_app.config["VAULT_API_RATE_LIMIT"]
+
+
+def _token_key() -> str:
+    from flask import request
+
+    return "api:" + request.headers.get("Authorization", "")[-16:]
+
+
+@bp.get("/api/v1/profile")
+@limiter.limit(_api_limit, key_func=_token_key)
+@require_oauth()
+def profile() -> Response:
+    """Exactly the claims of the scopes the customer granted this token."""
+    token = current_token
+    if token.user_id is None:
+        return problem(
+            403,
+            "no-subject",
+            "No customer behind this token",
+            "Client-credentials tokens act for your business; profile data needs a customer's "
+            "authorization (authorization code flow).",
+        )
+    scopes = token.scope.split()
+    profile_data = load_profile(db.session, keys(), token.user_id)
+    claims = claims_for(
+        profile_data, scopes, pairwise_sub(keys(), token.client.vendor_id, token.user_id)
+    )
+    operations.record_access(
+        db.session, token, sorted(k for k in claims if k != "sub"), "GET /api/v1/profile"
+    )
+    db.session.commit()
+    return jsonify(ProfileClaimsSchema().dump(claims))
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    from vault.api.openapi import build_spec
+
+    return jsonify(build_spec())
+
+
+@bp.get("/api/docs")
+def docs() -> str:
+    from vault.api.openapi import build_spec
+
+    return render_template("api/docs.html", spec=build_spec())

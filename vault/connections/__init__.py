@@ -1,0 +1,1 @@
+"""The customer's view of their grants (/connections) and of every read (/activity)."""

@@ -1,0 +1,144 @@
+"""Grant lifecycle: approve, look up, narrow, revoke; and the access log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from vault.models import utcnow
+from vault.oauth.models import AccessEvent, Grant, OAuthClient, Token
+
+DURATIONS: dict[str, timedelta | None] = {
+    "30d": timedelta(days=30),
+    "1y": timedelta(days=365),
+    "forever": None,
+}
+DURATION_LABELS = {"30d": "30 days", "1y": "1 year", "forever": "Until I revoke it"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    grant_id: str
+    scope: str
+
+
+def active_grant(session: Session, user_id: str, client_id: str) -> Grant | None:
+    now = utcnow()
+    for grant in session.scalars(
+        select(Grant)
+        .where(Grant.user_id == user_id, Grant.client_id == client_id, Grant.revoked_at.is_(None))
+        .order_by(Grant.created_at.desc())
+    ):
+        if grant.is_active(now):
+            return grant
+    return None
+
+
+def grant_covers(grant: Grant | None, scopes: list[str]) -> bool:
+    return grant is not None and set(scopes) <= set(grant.scopes)
+
+
+def approve(
+    session: Session,
+    user_id: str,
+    client: OAuthClient,
+    scopes: list[str],
+    duration: str,
+    now: datetime | None = None,
+) -> Decision:
+    """Record the customer's approval: widen the active grant, or start a new one."""
+    if duration not in DURATIONS:
+        raise ValueError(f"unknown grant duration {duration!r}")
+    now = now or utcnow()
+    length = DURATIONS[duration]
+    expires_at = now + length if length is not None else None
+    grant = active_grant(session, user_id, client.client_id)
+    if grant is None:
+        grant = Grant(
+            user_id=user_id,
+            client_id=client.client_id,
+            vendor_id=client.vendor_id,
+            scope=" ".join(scopes),
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+        session.add(grant)
+    else:
+        grant.scope = " ".join(dict.fromkeys([*grant.scopes, *scopes]))
+        grant.updated_at = now
+        grant.expires_at = expires_at
+    session.flush()
+    return Decision(grant.id, " ".join(scopes))
+
+
+def revoke_tokens(session: Session, *conditions: object) -> None:
+    session.execute(
+        update(Token)
+        .where(Token.revoked_at.is_(None), *conditions)  # type: ignore[arg-type]
+        .values(revoked_at=utcnow())
+    )
+
+
+def revoke_tokens_of_code(session: Session, code_id: str) -> None:
+    revoke_tokens(session, Token.code_id == code_id)
+
+
+def revoke_grant(session: Session, grant: Grant, reason: str = "customer") -> None:
+    """End the grant and every access and refresh token issued under it, at once."""
+    if grant.revoked_at is None:
+        grant.revoked_at = utcnow()
+        grant.revoked_reason = reason
+    revoke_tokens(session, Token.grant_id == grant.id)
+    session.flush()
+
+
+def narrow_grant(session: Session, grant: Grant, keep: list[str]) -> None:
+    """Drop scopes from a grant; live tokens lose them immediately too."""
+    kept = [s for s in grant.scopes if s in keep or s == "openid"]
+    grant.scope = " ".join(kept)
+    grant.updated_at = utcnow()
+    for token in session.scalars(
+        select(Token).where(Token.grant_id == grant.id, Token.revoked_at.is_(None))
+    ):
+        token.scope = " ".join(s for s in token.scope.split() if s in kept)
+    session.flush()
+
+
+def customer_grants(session: Session, user_id: str) -> list[Grant]:
+    return list(
+        session.scalars(
+            select(Grant).where(Grant.user_id == user_id).order_by(Grant.created_at.desc())
+        )
+    )
+
+
+def record_access(session: Session, token: Token, claims: list[str], endpoint: str) -> AccessEvent:
+    now = utcnow()
+    event = AccessEvent(
+        user_id=token.user_id,
+        grant_id=token.grant_id,
+        vendor_id=token.client.vendor_id,
+        client_id=token.client_id,
+        claims=claims,
+        endpoint=endpoint,
+        at=now,
+    )
+    session.add(event)
+    if token.grant is not None:
+        token.grant.last_access_at = now
+    return event
+
+
+def access_events(session: Session, user_id: str, limit: int = 500) -> list[AccessEvent]:
+    return list(
+        session.scalars(
+            select(AccessEvent)
+            .where(AccessEvent.user_id == user_id)
+            .order_by(AccessEvent.at.desc(), AccessEvent.id.desc())
+            .limit(limit)
+        )
+    )

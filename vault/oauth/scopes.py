@@ -1,0 +1,120 @@
+"""Scopes: which claims each reveals, and how a customer reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vault.crypto.keyed_hash import pseudonym
+from vault.crypto.keyring import KeyProvider
+
+
+@dataclass(frozen=True)
+class ScopeInfo:
+    name: str
+    title: str
+    description: str
+    claims: tuple[str, ...]
+    vendor_level: bool = False  # granted to the business itself (client credentials)
+
+
+PROFILE_SCOPES: dict[str, ScopeInfo] = {
+    info.name: info
+    for info in (
+        ScopeInfo(
+            "openid",
+            "Know it is you",
+            "A pseudonymous id for you, different for "
+            "every business, so businesses cannot link you with each other.",
+            ("sub",),
+        ),
+        ScopeInfo(
+            "profile",
+            "Your basic profile",
+            "Your name, nickname, birthdate, gender, language, time zone and website.",
+            (
+                "name",
+                "given_name",
+                "middle_name",
+                "family_name",
+                "nickname",
+                "birthdate",
+                "gender",
+                "locale",
+                "zoneinfo",
+                "website",
+            ),
+        ),
+        ScopeInfo(
+            "email", "Your e-mail address", "The e-mail address in your profile.", ("email",)
+        ),
+        ScopeInfo(
+            "phone", "Your phone number", "The phone number in your profile.", ("phone_number",)
+        ),
+        ScopeInfo(
+            "address",
+            "Your postal address",
+            "Your street, city, region, postal code and country.",
+            ("address",),
+        ),
+        ScopeInfo("interests", "Your interests", "The interests you declared.", ("interests",)),
+    )
+}
+
+# Vendor-level API scopes; later features register theirs here.
+API_SCOPES: dict[str, ScopeInfo] = {}
+
+ALL_SCOPES = {**PROFILE_SCOPES, **API_SCOPES}
+
+
+def register_api_scope(name: str, title: str, description: str) -> None:
+    API_SCOPES[name] = ALL_SCOPES[name] = ScopeInfo(name, title, description, (), True)
+
+
+def pairwise_sub(keys: KeyProvider, vendor_id: str, user_id: str) -> str:
+    """The customer's id as one vendor sees it: stable for that vendor, unlinkable across."""
+    return pseudonym(keys.secret("pseudonym"), f"sub:{vendor_id}", user_id)
+
+
+def claim_names(scopes: list[str] | str) -> list[str]:
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    names: list[str] = []
+    for scope in scopes:
+        info = PROFILE_SCOPES.get(scope)
+        if info is not None:
+            names.extend(c for c in info.claims if c not in names)
+    return names
+
+
+def _formatted_address(address: dict[str, str]) -> str:
+    parts = [
+        address.get("street_address"),
+        " ".join(p for p in (address.get("postal_code"), address.get("locality")) if p),
+        address.get("region"),
+        address.get("country"),
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def claims_for(profile: dict[str, Any], scopes: list[str] | str, sub: str) -> dict[str, Any]:
+    """Exactly the claims the scopes allow, from what the profile holds."""
+    wanted = claim_names(scopes)
+    claims: dict[str, Any] = {"sub": sub}
+    for name in wanted:
+        if name == "sub":
+            continue
+        if name == "name":
+            full = " ".join(
+                profile[p] for p in ("given_name", "middle_name", "family_name") if profile.get(p)
+            )
+            if full:
+                claims["name"] = full
+        elif name == "address" and profile.get("address"):
+            claims["address"] = {
+                **profile["address"],
+                "formatted": _formatted_address(profile["address"]),
+            }
+        elif profile.get(name) not in (None, "", []):
+            claims[name] = profile[name]
+    return claims

@@ -1,0 +1,1 @@
+"""Businesses: vendor organisations, their members, OAuth clients and contact topics."""

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+
+import click
+from flask.cli import with_appcontext
+
+
+@click.group("vendors", help="Businesses and their OAuth clients.")
+def vendors() -> None:
+    pass
+
+
+@vendors.command("create")
+@click.option("--name", required=True)
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="exact redirect URI (repeatable); https, or http on loopback",
+)
+@click.option("--public", is_flag=True, help="a public client (no secret; PKCE only)")
+@click.option("--scope", "scopes", multiple=True, help="allowed scope (repeatable)")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    metavar="NAME:CATEGORY",
+    help="contact topic with purpose category (service, marketing, research, other)",
+)
+@click.option("--website")
+@click.option("--privacy-policy-url")
+@click.option("--verified", is_flag=True, help="mark the vendor as checked by an admin")
+@with_appcontext
+def create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    scopes: tuple[str, ...],
+    topics: tuple[str, ...],
+    website: str | None,
+    privacy_policy_url: str | None,
+    verified: bool,
+) -> None:
+    """Onboard a vendor with one OAuth client; prints JSON (the secret only this once)."""
+    from vault.extensions import db
+    from vault.vendors.operations import VendorError, create_client, create_vendor, declare_topic
+
+    try:
+        vendor = create_vendor(
+            db.session, name, website=website, privacy_policy_url=privacy_policy_url
+        )
+        vendor.verified = verified
+        for spec in topics:
+            topic_name, sep, category = spec.rpartition(":")
+            if not sep:
+                raise VendorError(f"--topic {spec!r} must be NAME:CATEGORY")
+            declare_topic(db.session, vendor, topic_name, category)
+        new = create_client(
+            db.session,
+            vendor,
+            redirect_uris=list(redirect_uris),
+            public=public,
+            scopes=list(scopes) or None,
+        )
+        db.session.commit()
+    except VendorError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    result = {"vendor_id": vendor.id, "client_id": new.client.client_id}
+    if new.client_secret is not None:
+        result["client_secret"] = new.client_secret
+    click.echo(json.dumps(result))
