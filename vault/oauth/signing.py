@@ -34,7 +34,9 @@ def create_signing_key(session: Session, keys: KeyProvider) -> SigningKey:
         kid=kid,
         alg=ALGORITHM,
         public_jwk=dict(key.as_dict(private=False)),
-        private_key_ciphertext=cipher.encrypt("private_jwk", json.dumps(key.as_dict()).encode()),
+        private_key_ciphertext=cipher.encrypt(
+            "private_jwk", json.dumps(key.as_dict(private=True)).encode()
+        ),
         master_key_id=wrapped.master_key_id,
         wrapped_key=wrapped.blob,
     )

@@ -140,7 +140,7 @@ def authorize() -> Any:
     if request.method == "GET":
         if operations.grant_covers(existing, requested) and "consent" not in prompt:
             g.oauth_decision = operations.Decision(existing.id, " ".join(requested))
-            response = server.create_authorization_response(grant_user=end_user)
+            response = server.create_authorization_response(grant_user=end_user, grant=grant)
             db.session.commit()
             return response
         profile = load_profile(db.session, keys(), end_user.id)
@@ -155,7 +155,7 @@ def authorize() -> Any:
         )
 
     if request.form.get("decision") != "approve":
-        return server.create_authorization_response(grant_user=None)
+        return server.create_authorization_response(grant_user=None, grant=grant)
     duration = request.form.get("duration", "")
     if duration not in operations.DURATIONS:
         return render_template(
@@ -164,7 +164,7 @@ def authorize() -> Any:
     ticked = set(request.form.getlist("approve_scope"))
     approved = [s for s in requested if s == "openid" or s in ticked]
     g.oauth_decision = operations.approve(db.session, end_user.id, client, approved, duration)
-    response = server.create_authorization_response(grant_user=end_user)
+    response = server.create_authorization_response(grant_user=end_user, grant=grant)
     db.session.commit()
     return response
 
