@@ -133,12 +133,12 @@ def record_access(session: Session, token: Token, claims: list[str], endpoint: s
     return event
 
 
-def access_events(session: Session, user_id: str, limit: int = 500) -> list[AccessEvent]:
-    return list(
-        session.scalars(
-            select(AccessEvent)
-            .where(AccessEvent.user_id == user_id)
-            .order_by(AccessEvent.at.desc(), AccessEvent.id.desc())
-            .limit(limit)
-        )
+def access_events(session: Session, user_id: str, limit: int | None = 500) -> list[AccessEvent]:
+    query = (
+        select(AccessEvent)
+        .where(AccessEvent.user_id == user_id)
+        .order_by(AccessEvent.at.desc(), AccessEvent.id.desc())
     )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from vault.accounts.models import User
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
+from vault.oauth.operations import access_events, customer_grants
 from vault.profile.operations import load_profile
 
 EXPORT_FORMAT = "cmr-vault-export/1"
@@ -31,4 +32,27 @@ def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, A
             "recovery_codes_left": len(user.recovery_code_hashes or []),
         },
         "profile": load_profile(session, keys, user.id),
+        "grants": [
+            {
+                "id": grant.id,
+                "business": grant.vendor.name,
+                "client_id": grant.client_id,
+                "scopes": grant.scopes,
+                "created_at": _iso(grant.created_at),
+                "expires_at": _iso(grant.expires_at),
+                "revoked_at": _iso(grant.revoked_at),
+                "last_access_at": _iso(grant.last_access_at),
+            }
+            for grant in customer_grants(session, user.id)
+        ],
+        "access_log": [
+            {
+                "at": _iso(event.at),
+                "business": event.vendor.name,
+                "grant_id": event.grant_id,
+                "claims": event.claims,
+                "endpoint": event.endpoint,
+            }
+            for event in access_events(session, user.id, limit=None)
+        ],
     }
