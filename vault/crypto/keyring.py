@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
 import os
 import secrets as _secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +36,7 @@ from vault.crypto import aead
 
 KEYRING_FORMAT = "cmr-vault-keyring/1"
 SECRET_NAMES = ("blind_index", "pseudonym")
+MAX_KEY_ID_LENGTH = 64  # DataKey.master_key_id is String(64)
 
 
 class KeyringError(Exception):
@@ -105,9 +108,15 @@ class Keyring:
         raw_keys = document.get("master_keys")
         if not isinstance(raw_keys, Mapping) or not raw_keys:
             raise KeyringError("keyring has no master_keys")
+        for key_id in raw_keys:
+            # Data keys record the id of the master key that wraps them in a 64-char column.
+            if not key_id or len(key_id) > MAX_KEY_ID_LENGTH:
+                raise KeyringError(
+                    f"master key id {key_id!r} must be 1 to {MAX_KEY_ID_LENGTH} characters"
+                )
         master_keys = {str(k): _unb64(v, f"master key {k!r}") for k, v in raw_keys.items()}
         current = document.get("current")
-        if current not in master_keys:
+        if not isinstance(current, str) or current not in master_keys:
             raise KeyringError("keyring's current key is not among its master_keys")
         raw_secrets = document.get("secrets") or {}
         if not isinstance(raw_secrets, Mapping):
@@ -116,7 +125,10 @@ class Keyring:
         missing = [name for name in SECRET_NAMES if name not in found]
         if missing:
             raise KeyringError(f"keyring lacks secrets: {', '.join(missing)}")
-        return cls(current=str(current), master_keys=master_keys, secrets=found)
+        return cls(current=current, master_keys=master_keys, secrets=found)
+
+    def copy(self) -> Keyring:
+        return Keyring(self.current, dict(self.master_keys), dict(self.secrets))
 
     def dumps(self) -> str:
         return json.dumps(
@@ -146,13 +158,33 @@ def write_keyring_file(path: Path, keyring: Keyring) -> None:
         raise
 
 
+def _file_identity(result: os.stat_result) -> tuple[int, int, int, int]:
+    # The keyring file is replaced atomically (a new inode each time), so the inode tells a
+    # rewrite apart even where timestamps are too coarse to (two writes in one tick).
+    return (result.st_dev, result.st_ino, result.st_mtime_ns, result.st_size)
+
+
+def _read_keyring_file(path: Path) -> tuple[str, tuple[int, int, int, int]]:
+    """The file's text and the identity of that very file (not of a later replacement)."""
+    with path.open() as handle:
+        identity = _file_identity(os.fstat(handle.fileno()))
+        return handle.read(), identity
+
+
 class LocalKeyProvider:
     """Master keys held in this process, loaded from a key file or an environment variable."""
 
-    def __init__(self, keyring: Keyring, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        path: Path | None = None,
+        _identity: tuple[int, int, int, int] | None = None,
+    ) -> None:
         self._keyring_value = keyring
         self.path = path
-        self._loaded_mtime = path.stat().st_mtime_ns if path is not None else None
+        if path is not None and _identity is None:
+            _identity = _file_identity(path.stat())
+        self._loaded_identity = _identity
 
     @property
     def _keyring(self) -> Keyring:
@@ -160,19 +192,20 @@ class LocalKeyProvider:
         # running servers wrap new keys under the new master key and can unwrap re-wrapped ones.
         if self.path is not None:
             try:
-                mtime = self.path.stat().st_mtime_ns
+                identity = _file_identity(self.path.stat())
             except FileNotFoundError:
-                mtime = self._loaded_mtime
-            if mtime != self._loaded_mtime:
-                self._keyring_value = Keyring.parse(self.path.read_text())
-                self._loaded_mtime = mtime
+                identity = self._loaded_identity
+            if identity != self._loaded_identity:
+                text, identity = _read_keyring_file(self.path)
+                self._keyring_value = Keyring.parse(text)
+                self._loaded_identity = identity
         return self._keyring_value
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> LocalKeyProvider:
         path = Path(path)
         try:
-            text = path.read_text()
+            text, identity = _read_keyring_file(path)
         except FileNotFoundError as exc:
             raise KeyringError(
                 f"master key file {path} does not exist (create one with "
@@ -181,7 +214,7 @@ class LocalKeyProvider:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise KeyringError(f"master key file {path} is readable by others (chmod 600 it)")
-        return cls(Keyring.parse(text), path)
+        return cls(Keyring.parse(text), path, identity)
 
     @classmethod
     def from_text(cls, text: str) -> LocalKeyProvider:
@@ -195,8 +228,9 @@ class LocalKeyProvider:
         return frozenset(self._keyring.master_keys)
 
     def wrap(self, owner_id: str, data_key: bytes) -> WrappedKey:
-        key_id = self._keyring.current
-        blob = aead.wrap_data_key(self._keyring.master_keys[key_id], key_id, owner_id, data_key)
+        keyring = self._keyring  # once: a reload between two reads could mix two keyrings
+        key_id = keyring.current
+        blob = aead.wrap_data_key(keyring.master_keys[key_id], key_id, owner_id, data_key)
         return WrappedKey(key_id, blob)
 
     def unwrap(self, owner_id: str, wrapped: WrappedKey) -> bytes:
@@ -218,11 +252,29 @@ class LocalKeyProvider:
     def _require_file(self) -> Path:
         if self.path is None:
             raise KeyringError(
-                "the master key comes from VAULT_MASTER_KEY; rotate by writing the keyring "
-                "to a file (VAULT_MASTER_KEY_FILE) or by adding a key with "
-                "`vault keys generate --add-to` and updating the variable"
+                "the master key comes from VAULT_MASTER_KEY, which the vault cannot rewrite: "
+                "to rotate, put the keyring in a file (mode 0600), set VAULT_MASTER_KEY_FILE "
+                "to it instead of VAULT_MASTER_KEY, and run `vault keys rotate` again"
             )
         return self.path
+
+    @contextmanager
+    def rotation_lock(self) -> Iterator[None]:
+        """Held for a whole rotation: two at once would each add a key and one would be lost
+        from the file while data keys are wrapped under it."""
+        path = self._require_file()
+        lock_path = path.with_name(f".{path.name}.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise KeyringError(
+                    f"another key rotation holds {lock_path}; wait for it to finish"
+                ) from exc
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def begin_rotation(self) -> str:
         """Make a fresh key current, keeping the old ones to unwrap until re-wrapping ends.
@@ -230,7 +282,9 @@ class LocalKeyProvider:
         If a rotation is already under way (more than one key), it is resumed instead.
         """
         path = self._require_file()
-        keyring = self._keyring
+        # Change a copy: if writing the file fails, this process must not go on wrapping
+        # data keys under a master key that exists nowhere else.
+        keyring = self._keyring.copy()
         if len(keyring.master_keys) == 1:
             key_id = _new_key_id()
             keyring.master_keys[key_id] = aead.new_key()
@@ -240,7 +294,7 @@ class LocalKeyProvider:
 
     def retire_all_but_current(self) -> list[str]:
         path = self._require_file()
-        keyring = self._keyring
+        keyring = self._keyring.copy()
         retired = [k for k in keyring.master_keys if k != keyring.current]
         for key_id in retired:
             del keyring.master_keys[key_id]
@@ -251,7 +305,7 @@ class LocalKeyProvider:
     def _save(self, path: Path, keyring: Keyring) -> None:
         write_keyring_file(path, keyring)
         self._keyring_value = keyring
-        self._loaded_mtime = path.stat().st_mtime_ns
+        self._loaded_identity = _file_identity(path.stat())
 
 
 def provider_from_config(config: Mapping[str, object]) -> LocalKeyProvider:

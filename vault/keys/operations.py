@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from vault.crypto import aead
-from vault.crypto.keyring import KeyProvider, LocalKeyProvider, WrappedKey
+from vault.crypto.keyring import KeyProvider, KeyringError, LocalKeyProvider, WrappedKey
 from vault.keys.models import DataKey
 from vault.models import utcnow
 
@@ -59,9 +59,11 @@ def rewrap_all(
     Safe to interrupt and rerun: each committed batch is finished work, and the next run
     picks up only the keys still wrapped under an older master key.
     """
-    current = keys.current_key_id
     total = 0
     while True:
+        # Read per batch, in step with what ``keys.wrap`` uses: were the keyring replaced
+        # mid-run, rows just wrapped under its new current key must not be selected again.
+        current = keys.current_key_id
         rows = session.scalars(
             select(DataKey)
             .where(DataKey.master_key_id != current)
@@ -91,10 +93,15 @@ def rotate_master_key(
 
     Returns (new key id, retired key ids, number of keys re-wrapped).
     """
-    new_key_id = keys.begin_rotation()
-    on_start(count_wrapped_under_other_keys(session, new_key_id))
-    rewrapped = rewrap_all(session, keys, on_progress=on_progress)
-    if count_wrapped_under_other_keys(session, new_key_id):
-        raise RuntimeError("some data keys are still wrapped under an old master key")
-    retired = keys.retire_all_but_current()
+    with keys.rotation_lock():
+        new_key_id = keys.begin_rotation()
+        on_start(count_wrapped_under_other_keys(session, new_key_id))
+        rewrapped = rewrap_all(session, keys, on_progress=on_progress)
+        left = count_wrapped_under_other_keys(session, new_key_id)
+        if left or keys.current_key_id != new_key_id:
+            raise KeyringError(
+                "some data keys are still wrapped under another master key than "
+                f"{new_key_id!r}; nothing was retired, run `vault keys rotate` again"
+            )
+        retired = keys.retire_all_but_current()
     return new_key_id, retired, rewrapped

@@ -78,7 +78,6 @@ def edit() -> str | Response | tuple[str, int]:
             db.session.commit()
             flash("Your profile was saved.", "success")
             return redirect(url_for("profile.edit"))
-        flash("Nothing was saved: correct the fields marked below.", "error")
     else:
         values = profile_to_form(load_profile(db.session, keys(), current_user.id))
     return render_template(

@@ -1,0 +1,144 @@
+"""``python -m bench``: the vault's throughput beside bare AES-GCM, measured in one run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from importlib.metadata import version
+
+from bench.crypto import ARGON2_PRODUCTION, aesgcm_rates, argon2_rate
+from bench.profile_store import CUSTOMERS, profile_store
+from bench.timing import Rate
+
+NOTE = (
+    "How to read: ratio = baseline rate / vault rate, i.e. how many bare AES-GCM passes over "
+    "the same bytes fit in one vault operation; the rest is database, ORM, JSON and data-key "
+    "unwrapping (for passwords: argon2id's deliberate cost)."
+)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Profile writes/reads and password hashing per second on this machine, "
+        "each beside raw AES-GCM on the same payloads, measured in the same run.",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=2.0,
+        help="time per measurement (default: 2; the whole run takes about 6x this)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of a PostgreSQL database to run against, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test (a schema of its own is created "
+        "and dropped); default: SQLite in a temporary directory",
+    )
+    args = parser.parse_args(argv)
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    return args
+
+
+def _rate(rate: Rate) -> str:
+    per_second = rate.per_second
+    text = f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"
+    return f"{text} /s"
+
+
+def _each(rate: Rate) -> str:
+    seconds = rate.seconds_each
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _progress(message: str) -> None:
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    started = time.perf_counter()
+    _progress("building the database with the migrations")
+    with profile_store(args.database_url) as store:
+        payloads = store.payloads()
+        _progress(f"profile writes ({args.seconds:g} s)")
+        writes = store.measure_writes(args.seconds)
+        _progress(f"profile reads ({args.seconds:g} s)")
+        reads = store.measure_reads(args.seconds)
+        where = store.target.description
+    _progress(f"argon2id password hashes ({args.seconds:g} s)")
+    hashes = argon2_rate(args.seconds)
+    _progress(f"baseline: bare AES-GCM ({1.5 * args.seconds:g} s)")
+    seal, open_, round_trip = aesgcm_rates(payloads, args.seconds)
+
+    fields = len(payloads)
+    size = sum(len(plaintext) for plaintext, _ in payloads)
+    time_cost, memory_cost, lanes = ARGON2_PRODUCTION
+    rows = [
+        ["measurement", "vault", "each", "baseline: bare AES-GCM", "rate", "ratio"],
+        [
+            "profile write (save_profile + commit)",
+            _rate(writes),
+            _each(writes),
+            f"encrypt {fields} fields",
+            _rate(seal),
+            f"{seal.per_second / writes.per_second:,.0f}x",
+        ],
+        [
+            "profile read (load_profile, decrypt all)",
+            _rate(reads),
+            _each(reads),
+            f"decrypt {fields} fields",
+            _rate(open_),
+            f"{open_.per_second / reads.per_second:,.0f}x",
+        ],
+        [
+            f"password hash (argon2id t={time_cost}, {memory_cost // 1024} MiB, p={lanes})",
+            _rate(hashes),
+            _each(hashes),
+            f"encrypt+decrypt {fields} fields",
+            _rate(round_trip),
+            f"{round_trip.per_second / hashes.per_second:,.0f}x",
+        ],
+    ]
+    print(
+        f"CMR Vault benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"cryptography {version('cryptography')}, argon2-cffi {version('argon2-cffi')}"
+    )
+    print(f"database: {where}")
+    print(
+        f"a full profile: {fields} encrypted fields, {size:,} bytes of plaintext; "
+        f"{CUSTOMERS} customers; ~{args.seconds:g} s per measurement, one client thread"
+    )
+    print()
+    print(_table(rows, right={1, 2, 4, 5}))
+    print()
+    print(NOTE)
+    print(f"(whole run: {time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
