@@ -99,6 +99,7 @@ def _register_blueprints(app: Flask) -> None:
     from vault.oauth.views import bp as oauth_bp
     from vault.portability.views import bp as portability_bp
     from vault.profile.views import bp as profile_bp
+    from vault.vendors.views import bp as business_bp
     from vault.web.views import bp as web_bp
 
     init_oauth(app)
@@ -110,5 +111,6 @@ def _register_blueprints(app: Flask) -> None:
         oauth_bp,
         api_bp,
         connections_bp,
+        business_bp,
     ):
         app.register_blueprint(blueprint)

@@ -33,7 +33,7 @@ def users() -> None:
     pass
 
 
-def _read_password(password_stdin: bool) -> str:
+def read_password(password_stdin: bool) -> str:
     if password_stdin:
         line = sys.stdin.readline()
         if not line:
@@ -69,7 +69,7 @@ def create_user(role: str, email: str, password_stdin: bool) -> None:
         raise click.BadParameter(
             f"{email!r} is not an e-mail address", param_hint="--email"
         ) from exc
-    password = _read_password(password_stdin)
+    password = read_password(password_stdin)
     try:
         user = create_account(
             db.session, keys(), passwords(), email=email, password=password, role=Role(role)

@@ -72,3 +72,40 @@ def create(
     if new.client_secret is not None:
         result["client_secret"] = new.client_secret
     click.echo(json.dumps(result))
+
+
+@vendors.command("add-member")
+@click.option("--vendor-id", required=True)
+@click.option("--email", required=True)
+@click.option(
+    "--password-stdin", is_flag=True, help="read the password from the first line of stdin"
+)
+@with_appcontext
+def add_member(vendor_id: str, email: str, password_stdin: bool) -> None:
+    """Create a business-portal account for a vendor (password never from argv)."""
+    from vault.accounts.models import Role
+    from vault.accounts.operations import WeakPassword, create_account
+    from vault.cli import read_password
+    from vault.extensions import db
+    from vault.profile.operations import EmailInUse
+    from vault.services import keys, passwords
+    from vault.vendors.models import Vendor, VendorMember
+
+    if db.session.get(Vendor, vendor_id) is None:
+        raise click.ClickException(f"no vendor with id {vendor_id}")
+    password = read_password(password_stdin)
+    try:
+        user = create_account(
+            db.session,
+            keys(),
+            passwords(),
+            email=email,
+            password=password,
+            role=Role.VENDOR_MEMBER,
+        )
+        db.session.add(VendorMember(user_id=user.id, vendor_id=vendor_id))
+        db.session.commit()
+    except (WeakPassword, EmailInUse) as exc:
+        db.session.rollback()
+        raise click.ClickException(f"refused: {exc or 'e-mail already in use'}") from exc
+    click.echo(json.dumps({"user_id": user.id, "vendor_id": vendor_id}))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import URL, DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from vault.oauth.scopes import ALL_SCOPES
+from vault.vendors.models import PurposeCategory
+
+_url = [Optional(), Length(max=500), URL(require_tld=False, message="Enter a full URL.")]
+
+
+class VendorProfileForm(FlaskForm):
+    name = StringField(
+        "Business name",
+        validators=[DataRequired(message="Enter the business name."), Length(max=120)],
+    )
+    website = StringField("Website", validators=_url)
+    logo_url = StringField("Logo URL", validators=_url)
+    privacy_policy_url = StringField("Privacy policy URL", validators=_url)
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class NewClientForm(FlaskForm):
+    name = StringField("Client name", validators=[Optional(), Length(max=120)])
+    redirect_uris = TextAreaField(
+        "Redirect URIs (one per line, exact match)",
+        validators=[DataRequired(message="Enter at least one redirect URI."), Length(max=4000)],
+    )
+    public = BooleanField("Public client (mobile or single-page app: no secret, PKCE only)")
+    scopes = MultiCheckboxField(
+        "Scopes it may ask for",
+        choices=[SelectChoice(name, f"{name}: {info.title}") for name, info in ALL_SCOPES.items()],
+        default=["openid", "profile", "email"],
+    )
+
+
+class TopicForm(FlaskForm):
+    name = StringField(
+        "Topic", validators=[DataRequired(message="Name the topic."), Length(max=64)]
+    )
+    description = TextAreaField("What you will contact people about", validators=[Length(max=1000)])
+    purpose = SelectField(
+        "Purpose", choices=[SelectChoice(p.value, p.value.capitalize()) for p in PurposeCategory]
+    )
