@@ -157,3 +157,25 @@ def rotate_keys() -> None:
         if "bar" in state:
             state["bar"].__exit__(None, None, None)  # type: ignore[attr-defined]
     click.echo(json.dumps({"current": new_key, "retired": retired, "rewrapped": count}, indent=2))
+
+
+@keys_group.command("rotate-signing")
+@click.option(
+    "--publish-days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="how long retired keys stay in the JWKS (cover everything they signed)",
+)
+@with_appcontext
+def rotate_signing(publish_days: int) -> None:
+    """Start signing with a new ES256 key; the old one stays published for a while."""
+    from datetime import timedelta
+
+    from vault.extensions import db
+    from vault.oauth.signing import rotate_signing_key
+    from vault.services import keys
+
+    row, retired = rotate_signing_key(db.session, keys(), timedelta(days=publish_days))
+    db.session.commit()
+    click.echo(json.dumps({"current": row.kid, "retired": retired}))

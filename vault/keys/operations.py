@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -38,12 +40,36 @@ def shred(session: Session, user_id: str) -> None:
     session.execute(delete(DataKey).where(DataKey.user_id == user_id))
 
 
+@dataclass(frozen=True)
+class WrappedKeyTable:
+    """A table whose rows hold a key wrapped by the master key (columns ``master_key_id``
+    and ``wrapped_key``); ``owner`` gives the id the wrapping is bound to."""
+
+    model: Any
+    owner: Callable[[Any], str]
+    order_by: Any
+
+
+def wrapped_key_tables() -> list[WrappedKeyTable]:
+    """Everything master-key rotation must re-wrap: customers' data keys and signing keys."""
+    from vault.oauth.models import SigningKey
+    from vault.oauth.signing import key_owner
+
+    return [
+        WrappedKeyTable(DataKey, lambda row: row.user_id, DataKey.user_id),
+        WrappedKeyTable(SigningKey, lambda row: key_owner(row.kid), SigningKey.kid),
+    ]
+
+
 def count_wrapped_under_other_keys(session: Session, current_key_id: str) -> int:
-    return (
+    return sum(
         session.scalar(
-            select(func.count()).select_from(DataKey).where(DataKey.master_key_id != current_key_id)
+            select(func.count())
+            .select_from(table.model)
+            .where(table.model.master_key_id != current_key_id)
         )
         or 0
+        for table in wrapped_key_tables()
     )
 
 
@@ -60,26 +86,31 @@ def rewrap_all(
     picks up only the keys still wrapped under an older master key.
     """
     total = 0
-    while True:
-        # Read per batch, in step with what ``keys.wrap`` uses: were the keyring replaced
-        # mid-run, rows just wrapped under its new current key must not be selected again.
-        current = keys.current_key_id
-        rows = session.scalars(
-            select(DataKey)
-            .where(DataKey.master_key_id != current)
-            .order_by(DataKey.user_id)
-            .limit(batch_size)
-        ).all()
-        if not rows:
-            return total
-        for row in rows:
-            data_key = keys.unwrap(row.user_id, WrappedKey(row.master_key_id, row.wrapped_key))
-            wrapped = keys.wrap(row.user_id, data_key)
-            row.master_key_id, row.wrapped_key = wrapped.master_key_id, wrapped.blob
-            row.wrapped_at = utcnow()
-        session.commit()
-        total += len(rows)
-        on_progress(len(rows))
+    for table in wrapped_key_tables():
+        model = table.model
+        while True:
+            # Read per batch, in step with what ``keys.wrap`` uses: were the keyring replaced
+            # mid-run, rows just wrapped under its new current key must not be selected again.
+            current = keys.current_key_id
+            rows = session.scalars(
+                select(model)
+                .where(model.master_key_id != current)
+                .order_by(table.order_by)
+                .limit(batch_size)
+            ).all()
+            if not rows:
+                break
+            for row in rows:
+                owner = table.owner(row)
+                data_key = keys.unwrap(owner, WrappedKey(row.master_key_id, row.wrapped_key))
+                wrapped = keys.wrap(owner, data_key)
+                row.master_key_id, row.wrapped_key = wrapped.master_key_id, wrapped.blob
+                if hasattr(row, "wrapped_at"):
+                    row.wrapped_at = utcnow()
+            session.commit()
+            total += len(rows)
+            on_progress(len(rows))
+    return total
 
 
 def rotate_master_key(

@@ -18,7 +18,7 @@ from vault.oauth.models import SigningKey
 ALGORITHM = "ES256"
 
 
-def _owner(kid: str) -> str:
+def key_owner(kid: str) -> str:
     return f"signing-key:{kid}"
 
 
@@ -28,8 +28,8 @@ def create_signing_key(session: Session, keys: KeyProvider) -> SigningKey:
         "P-256", parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"}, private=True
     )
     data_key = aead.new_key()
-    wrapped = keys.wrap(_owner(kid), data_key)
-    cipher = aead.FieldCipher(data_key, _owner(kid))
+    wrapped = keys.wrap(key_owner(kid), data_key)
+    cipher = aead.FieldCipher(data_key, key_owner(kid))
     row = SigningKey(
         kid=kid,
         alg=ALGORITHM,
@@ -59,8 +59,8 @@ def current_signing_key(session: Session, keys: KeyProvider) -> ECKey:
 
 
 def private_key(row: SigningKey, keys: KeyProvider) -> ECKey:
-    data_key = keys.unwrap(_owner(row.kid), WrappedKey(row.master_key_id, row.wrapped_key))
-    cipher = aead.FieldCipher(data_key, _owner(row.kid))
+    data_key = keys.unwrap(key_owner(row.kid), WrappedKey(row.master_key_id, row.wrapped_key))
+    cipher = aead.FieldCipher(data_key, key_owner(row.kid))
     return ECKey.import_key(json.loads(cipher.decrypt("private_jwk", row.private_key_ciphertext)))
 
 
