@@ -11,6 +11,12 @@ _password_length = Length(
     max=MAX_PASSWORD_LENGTH,
     message=f"Use between {MIN_PASSWORD_LENGTH} and {MAX_PASSWORD_LENGTH} characters.",
 )
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 _email = [
     DataRequired(message="Enter your e-mail address."),
     Length(max=254, message="An e-mail address has at most 254 characters."),
@@ -19,7 +25,7 @@ _email = [
 
 
 class SignupForm(FlaskForm):
-    email = EmailField("E-mail", validators=_email)
+    email = EmailField("E-mail", validators=_email, filters=[_strip])
     password = PasswordField(
         "Password", validators=[DataRequired(message="Choose a password."), _password_length]
     )
@@ -33,7 +39,7 @@ class SignupForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("E-mail", validators=_email)
+    email = EmailField("E-mail", validators=_email, filters=[_strip])
     password = PasswordField(
         "Password",
         validators=[

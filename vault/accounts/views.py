@@ -32,6 +32,7 @@ from vault.accounts.forms import (
 )
 from vault.accounts.models import User
 from vault.extensions import db, limiter, login_manager
+from vault.models import new_id
 from vault.profile.operations import EmailInUse, load_profile
 from vault.services import keys, passwords
 
@@ -76,10 +77,20 @@ def _signup_limit() -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: anything with a scheme, host or a leading // is an open redirect."""
-    if target:
+    """Only same-site paths: anything with a scheme, host or a leading // is an open redirect.
+
+    Browsers drop tabs and newlines, read \\ as / and skip any run of slashes after the
+    first two, so ``///evil.example`` or ``/\\t/evil.example`` lead off-site as well.
+    """
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(char) < 0x21 or ord(char) == 0x7F for char in target)
+    ):
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
+        if not parts.scheme and not parts.netloc:
             return target
     return url_for("web.dashboard")
 
@@ -171,6 +182,12 @@ def second_factor() -> str | Response | tuple[str, int]:
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        # Session cookies are signed, not stored: a copy taken before logging out would
+        # stay valid. Rotating the token ends this session (and the user's others) for good.
+        user = current_user._get_current_object()
+        user.session_token = new_id()
+        db.session.commit()
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

@@ -57,7 +57,7 @@ def _validate_birthdate(value: date) -> None:
 
 
 def _validate_tag(value: str) -> None:
-    if not TAG_PATTERN.match(value):
+    if not TAG_PATTERN.fullmatch(value):
         raise ValidationError(
             "Interests are short tags: up to 32 letters, digits, spaces or - & + ."
         )
@@ -104,7 +104,15 @@ class ProfileSchema(Schema):
     family_name = _text(NAME_MAX)
     middle_name = _text(NAME_MAX)
     nickname = _text(NAME_MAX)
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = fields.Email(
+        required=True,
+        validate=validate.Length(max=254, error="An e-mail address has at most {max} characters."),
+        error_messages={
+            "required": "Enter your e-mail address; it is also your login.",
+            "null": "Enter your e-mail address; it is also your login.",
+            "invalid": "Enter an e-mail address like name@example.com.",
+        },
+    )
     phone_number = fields.String(
         allow_none=True, validate=[validate.Length(max=20), _validate_phone]
     )

@@ -30,11 +30,17 @@ def form_to_input(form: MultiDict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {claim: form.get(claim, "") for claim in SIMPLE_CLAIMS}
     data["address"] = {part: form.get(f"address.{part}", "") for part in ADDRESS_PARTS}
     data["interests"] = form.get("interests", "")
-    unknown = set(form) - set(SIMPLE_CLAIMS) - {"interests", "csrf_token"}
-    unknown -= {f"address.{part}" for part in ADDRESS_PARTS}
-    for name in unknown:
-        data[name] = form.get(name)  # the schema rejects them by name
     return data
+
+
+FORM_FIELDS = frozenset(
+    {*SIMPLE_CLAIMS, "interests", "csrf_token", *(f"address.{part}" for part in ADDRESS_PARTS)}
+)
+
+
+def unknown_fields(form: MultiDict[str, str]) -> list[str]:
+    """Names the form does not have (a typo, or someone trying ``role`` or ``address``)."""
+    return sorted(set(form) - FORM_FIELDS)
 
 
 def profile_to_form(profile: dict[str, Any]) -> dict[str, str]:
@@ -67,17 +73,20 @@ def edit() -> str | Response | tuple[str, int]:
         values = {k: v for k, v in request.form.items() if k != "csrf_token"}
         try:
             data = ProfileSchema().load(form_to_input(request.form))
-            save_profile(db.session, keys(), current_user, data)
         except ValidationError as exc:
-            db.session.rollback()
             errors = flatten_errors(exc.messages if isinstance(exc.messages, dict) else {})
-        except EmailInUse:
-            db.session.rollback()
-            errors = {"email": ["Another account uses this e-mail address."]}
-        else:
-            db.session.commit()
-            flash("Your profile was saved.", "success")
-            return redirect(url_for("profile.edit"))
+        for name in unknown_fields(request.form):
+            errors[name] = ["This form has no such field; nothing was saved."]
+        if not errors:
+            try:
+                save_profile(db.session, keys(), current_user, data)
+            except EmailInUse:
+                db.session.rollback()
+                errors = {"email": ["Another account uses this e-mail address."]}
+            else:
+                db.session.commit()
+                flash("Your profile was saved.", "success")
+                return redirect(url_for("profile.edit"))
     else:
         values = profile_to_form(load_profile(db.session, keys(), current_user.id))
     return render_template(
