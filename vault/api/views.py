@@ -21,15 +21,14 @@ def _api_limit() -> str:
     return current_app.config["VAULT_API_RATE_LIMIT"]
 
 
-def _token_key() -> str:
-    from flask import request
-
-    return "api:" + request.headers.get("Authorization", "")[-16:]
+def _client_key() -> str:
+    # Evaluated after require_oauth accepted the token, so the limit is per client.
+    return "api-client:" + current_token.client_id
 
 
 @bp.get("/api/v1/profile")
-@limiter.limit(_api_limit, key_func=_token_key)
 @require_oauth()
+@limiter.limit(_api_limit, key_func=_client_key)
 def profile() -> Response:
     """Exactly the claims of the scopes the customer granted this token."""
     token = current_token
