@@ -45,7 +45,8 @@ def read_password(password_stdin: bool) -> str:
 @users.command("create")
 @click.option(
     "--role",
-    type=click.Choice([Role.COMPLIANCE, Role.ADMIN, Role.CUSTOMER]),
+    # Plain strings: click >= 8.2 matches Enum choices by member *name* ("ADMIN"), not value.
+    type=click.Choice([role.value for role in (Role.COMPLIANCE, Role.ADMIN, Role.CUSTOMER)]),
     required=True,
     help="compliance officer, admin, or (for demos) a customer",
 )

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("production", "development", "testing")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigurationError(RuntimeError):
@@ -33,7 +35,13 @@ class _Env:
         value = self.get(name)
         if value is None:
             return default
-        return value.strip().lower() in {"1", "true", "yes", "on"}
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        # A typo must not quietly turn a security setting off.
+        raise ConfigurationError(f"{name} must be true or false, not {value!r}")
 
     def integer(self, name: str, default: int) -> int:
         value = self.get(name)
@@ -113,8 +121,24 @@ def build_config(
 
     if config["SECRET_KEY"] is None and (development or testing):
         config["SECRET_KEY"] = _instance_secret(instance)
+    _check_rate_limits(config)
     _refuse_unsafe(config)
     return config
+
+
+def _check_rate_limits(config: Mapping[str, Any]) -> None:
+    """A malformed limit would otherwise fail only when the first request hits it."""
+    from limits import parse_many
+
+    for name, value in config.items():
+        if not (name.startswith("VAULT_") and name.endswith("_RATE_LIMIT")) or value is None:
+            continue
+        try:
+            parse_many(str(value))
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{name} must be a rate limit such as '10 per minute', not {value!r}"
+            ) from exc
 
 
 def _instance_secret(instance: Path) -> str:

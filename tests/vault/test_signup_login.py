@@ -99,6 +99,7 @@ def test_signup_creates_account_and_logs_in(app, client):
     page = client.get("/profile")
     assert page.status_code == 200
     assert f'value="{email}"' in page.get_data(as_text=True)
+    assert "Profile completeness" in client.get("/").get_data(as_text=True)
     # And the new account can log in again from elsewhere.
     assert login(app.test_client(), email, factories.DEFAULT_PASSWORD).status_code == 302
 
@@ -357,3 +358,31 @@ def test_password_change_logs_out_other_sessions_only(app, logged_in, customer):
     assert not is_logged_in(other)
     assert login(app.test_client(), customer.email, customer.password).status_code == 401
     assert login(app.test_client(), customer.email, NEW_PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/security", {"current_password": "guess {n} long enough", "new_password": NEW_PASSWORD,
+                       "confirm": NEW_PASSWORD}),
+        ("/account/delete", {"password": "guess {n} long enough", "confirm": "y"}),
+        ("/security/2fa/disable", {"password": "guess {n} long enough"}),
+    ],
+)  # fmt: skip
+def test_password_guessing_from_a_stolen_session_is_rate_limited(make_app, path, data):
+    app = make_app(VAULT_LOGIN_RATE_LIMIT="3 per minute")
+    person = factories.customer(app)
+    client = app.test_client()
+    factories.log_in(client, person.email, person.password)
+    for n in range(3):
+        guess = {key: value.format(n=n) for key, value in data.items()}
+        response = factories.post_form(client, path, guess, form_page="/security")
+        assert response.status_code == 400
+    right = {
+        key: value.replace("guess {n} long enough", person.password) for key, value in data.items()
+    }
+    response = factories.post_form(client, path, right, form_page="/security")
+    assert response.status_code == 429
+    assert password_is(app, person, person.password)
+    with app.app_context():
+        assert person.load().is_active

@@ -196,6 +196,7 @@ def logout() -> Response:
 
 @bp.route("/security", methods=["GET", "POST"])
 @login_required
+@limiter.limit(_login_limit, methods=["POST"])  # each checks the password
 def security() -> str | Response | tuple[str, int]:
     form = ChangePasswordForm()
     if form.validate_on_submit():
@@ -252,6 +253,7 @@ def enable_2fa() -> str | Response | tuple[str, int]:
 
 @bp.post("/security/2fa/disable")
 @login_required
+@limiter.limit(_login_limit, methods=["POST"])  # each checks the password
 def disable_2fa() -> str | Response | tuple[str, int]:
     form = PasswordConfirmForm()
     if form.validate_on_submit():
@@ -272,6 +274,7 @@ def disable_2fa() -> str | Response | tuple[str, int]:
 
 @bp.route("/account/delete", methods=["GET", "POST"])
 @login_required
+@limiter.limit(_login_limit, methods=["POST"])  # each checks the password
 def delete_account() -> str | Response | tuple[str, int]:
     form = DeleteAccountForm()
     if form.validate_on_submit():

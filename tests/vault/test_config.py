@@ -1,0 +1,136 @@
+"""Configuration: production refuses to start unsafely and says what to set."""
+
+from __future__ import annotations
+
+import pytest
+
+from vault import create_app
+from vault.config import ConfigurationError, build_config
+
+SECRET = "s" * 48
+KEY_FILE = "/etc/vault/master.key"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """``create_app`` also reads os.environ: make sure nothing there helps by accident."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VAULT_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+
+
+def production(**values: str) -> dict[str, str]:
+    return {"VAULT_ENV": "production", **values}
+
+
+def test_production_without_secret_key_names_it(tmp_path):
+    with pytest.raises(ConfigurationError) as error:
+        build_config(tmp_path, production(VAULT_MASTER_KEY_FILE=KEY_FILE))
+    message = str(error.value)
+    assert "VAULT_SECRET_KEY" in message
+    assert "master key" not in message
+
+
+def test_production_with_short_secret_key_is_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"VAULT_SECRET_KEY .* 32 characters"):
+        build_config(
+            tmp_path, production(VAULT_SECRET_KEY="x" * 31, VAULT_MASTER_KEY_FILE=KEY_FILE)
+        )
+
+
+def test_production_without_master_key_names_both_ways_to_set_it(tmp_path):
+    with pytest.raises(ConfigurationError) as error:
+        build_config(tmp_path, production(VAULT_SECRET_KEY=SECRET))
+    message = str(error.value)
+    assert "VAULT_MASTER_KEY_FILE" in message and "VAULT_MASTER_KEY " in message
+    assert "vault keys generate" in message
+    assert "VAULT_SECRET_KEY" not in message
+
+
+def test_production_is_the_default_and_lists_every_problem(tmp_path):
+    with pytest.raises(ConfigurationError) as error:
+        build_config(tmp_path, {})
+    message = str(error.value)
+    assert "VAULT_SECRET_KEY" in message and "VAULT_MASTER_KEY_FILE" in message
+    assert "VAULT_ENV=development" in message
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_production_with_everything_set_starts(tmp_path):
+    config = build_config(
+        tmp_path, production(VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE)
+    )
+    assert config["SECRET_KEY"] == SECRET
+    assert config["TESTING"] is False
+    assert config["SESSION_COOKIE_SECURE"] is True
+    assert config["SESSION_COOKIE_HTTPONLY"] is True
+    assert config["WTF_CSRF_ENABLED"] is True
+
+
+def test_create_app_refuses_production_without_keys():
+    with pytest.raises(ConfigurationError, match="VAULT_SECRET_KEY"):
+        create_app({"VAULT_ENV": "production"})
+    with pytest.raises(ConfigurationError, match="VAULT_MASTER_KEY"):
+        create_app({"VAULT_ENV": "production", "SECRET_KEY": SECRET})
+
+
+def test_create_app_refuses_production_with_keys_only_in_the_environment_missing(monkeypatch):
+    monkeypatch.setenv("VAULT_ENV", "production")
+    monkeypatch.setenv("VAULT_SECRET_KEY", SECRET)
+    with pytest.raises(ConfigurationError, match="VAULT_MASTER_KEY_FILE"):
+        create_app()
+
+
+@pytest.mark.parametrize("profile", ["prod", "Production", "staging", "debug", " production"])
+def test_unknown_profile_is_refused(tmp_path, profile):
+    with pytest.raises(ConfigurationError, match="VAULT_ENV must be one of"):
+        build_config(tmp_path, {"VAULT_ENV": profile, "VAULT_SECRET_KEY": SECRET})
+    with pytest.raises(ConfigurationError, match="VAULT_ENV must be one of"):
+        create_app({"VAULT_ENV": profile})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["VAULT_ARGON2_TIME_COST", "VAULT_TRUSTED_PROXIES", "VAULT_SESSION_LIFETIME"],
+)
+def test_non_numbers_are_refused_by_name(tmp_path, name):
+    environ = production(VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE, **{name: "3x"})
+    with pytest.raises(ConfigurationError, match=name):
+        build_config(tmp_path, environ)
+
+
+@pytest.mark.parametrize("value", ["flase", "ture", "secure", "2"])
+def test_mistyped_security_flag_is_refused_not_read_as_false(tmp_path, value):
+    environ = production(
+        VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE, VAULT_COOKIE_SECURE=value
+    )
+    with pytest.raises(ConfigurationError, match="VAULT_COOKIE_SECURE"):
+        build_config(tmp_path, environ)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("0", False), ("on", True)])
+def test_flags_read_the_usual_spellings(tmp_path, value, expected):
+    environ = production(
+        VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE, VAULT_FORCE_HTTPS=value
+    )
+    assert build_config(tmp_path, environ)["VAULT_FORCE_HTTPS"] is expected
+
+
+@pytest.mark.parametrize("name", ["VAULT_LOGIN_RATE_LIMIT", "VAULT_SIGNUP_RATE_LIMIT"])
+def test_malformed_rate_limit_is_refused_at_start(tmp_path, name):
+    environ = production(
+        VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE, **{name: "ten a minute"}
+    )
+    with pytest.raises(ConfigurationError, match=name):
+        build_config(tmp_path, environ)
+
+
+def test_development_generates_a_private_secret_once(tmp_path):
+    first = build_config(tmp_path, {"VAULT_ENV": "development"})
+    second = build_config(tmp_path, {"VAULT_ENV": "development"})
+    assert first["SECRET_KEY"] == second["SECRET_KEY"]
+    assert len(first["SECRET_KEY"]) >= 32
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert first["VAULT_MASTER_KEY_FILE"] == str(tmp_path / "master.key")
