@@ -48,8 +48,12 @@ def approve(
     scopes: list[str],
     duration: str,
     now: datetime | None = None,
+    declined: list[str] | None = None,
 ) -> Decision:
-    """Record the customer's approval: widen the active grant, or start a new one."""
+    """Record the customer's approval: widen the active grant, or start a new one.
+
+    ``declined`` are scopes shown on this consent screen and left unticked: if the grant
+    held them from an earlier approval, they are withdrawn, from live tokens too."""
     if duration not in DURATIONS:
         raise ValueError(f"unknown grant duration {duration!r}")
     now = now or utcnow()
@@ -68,6 +72,9 @@ def approve(
         )
         session.add(grant)
     else:
+        withdrawn = set(declined or ()) - set(scopes) - {"openid"}
+        if withdrawn & set(grant.scopes):
+            narrow_grant(session, grant, [s for s in grant.scopes if s not in withdrawn])
         grant.scope = " ".join(dict.fromkeys([*grant.scopes, *scopes]))
         grant.updated_at = now
         grant.expires_at = expires_at

@@ -5,6 +5,7 @@ import binascii
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError
 from flask import Blueprint, current_app, g, jsonify, render_template, request, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
@@ -16,7 +17,7 @@ from vault.oauth import operations
 from vault.oauth.models import OAuthClient
 from vault.oauth.scopes import ALL_SCOPES, PROFILE_SCOPES, claim_names
 from vault.oauth.server import authorization_server, issuer, require_oauth, user_info
-from vault.oauth.signing import ALGORITHM, jwks
+from vault.oauth.signing import ALGORITHM, current_signing_key, jwks
 from vault.profile.operations import load_profile
 from vault.services import keys
 
@@ -92,7 +93,14 @@ def metadata() -> Response:
 
 @bp.get("/oauth/jwks.json")
 def jwks_document() -> Response:
-    response = jsonify(jwks(db.session))
+    document = jwks(db.session)
+    if not document["keys"]:
+        # A fresh vault has not signed anything yet; relying parties fetch the JWKS ahead
+        # of the first id_token, so publish the key that will sign it.
+        current_signing_key(db.session, keys())
+        db.session.commit()
+        document = jwks(db.session)
+    response = jsonify(document)
     response.cache_control.max_age = 300
     response.cache_control.public = True
     return response
@@ -143,6 +151,14 @@ def authorize() -> Any:
             response = server.create_authorization_response(grant_user=end_user, grant=grant)
             db.session.commit()
             return response
+        if "none" in prompt:
+            # The vendor asked for no screen, and consent is missing (OIDC Core 3.1.2.6).
+            return server.handle_error_response(
+                request,
+                ConsentRequiredError(
+                    redirect_uri=grant.redirect_uri, state=grant.request.payload.state
+                ),
+            )
         profile = load_profile(db.session, keys(), end_user.id)
         return render_template(
             "oauth/consent.html",
@@ -163,7 +179,10 @@ def authorize() -> Any:
         ), 400
     ticked = set(request.form.getlist("approve_scope"))
     approved = [s for s in requested if s == "openid" or s in ticked]
-    g.oauth_decision = operations.approve(db.session, end_user.id, client, approved, duration)
+    declined = [s for s in requested if s not in approved]
+    g.oauth_decision = operations.approve(
+        db.session, end_user.id, client, approved, duration, declined=declined
+    )
     response = server.create_authorization_response(grant_user=end_user, grant=grant)
     db.session.commit()
     return response
