@@ -49,7 +49,9 @@ def profile() -> Response:
         db.session, token, sorted(k for k in claims if k != "sub"), "GET /api/v1/profile"
     )
     db.session.commit()
-    return jsonify(ProfileClaimsSchema().dump(claims))
+    response = jsonify(ProfileClaimsSchema().dump(claims))
+    response.headers["Cache-Control"] = "no-store"  # personal data: never cached
+    return response
 
 
 @bp.get("/api/openapi.json")

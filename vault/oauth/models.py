@@ -207,8 +207,11 @@ class Token(Base, TokenMixin):
         return self.get_expires_at() <= time.time()
 
     def is_revoked(self) -> bool:
-        """Revoked itself, or its grant ended, or the customer's account is closed."""
+        """Revoked itself, or its grant ended, its client was disabled, or the customer's
+        account is closed."""
         if self.revoked_at is not None:
+            return True
+        if self.client is not None and self.client.disabled_at is not None:
             return True
         if self.grant is not None and not self.grant.is_active():
             return True

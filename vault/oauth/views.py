@@ -247,4 +247,6 @@ def userinfo() -> Response:
         db.session, current_token, sorted(k for k in info if k != "sub"), "userinfo"
     )
     db.session.commit()
-    return jsonify(info)
+    response = jsonify(info)
+    response.headers["Cache-Control"] = "no-store"  # personal data: never cached
+    return response

@@ -349,6 +349,34 @@ def test_expired_grant_stops_api_and_refresh(vault):
     assert again.status_code == 200
 
 
+def test_disabling_a_client_stops_its_live_tokens(vault):
+    client = vault.vendor()
+    auth, tokens = vault.connect(client, vault.browser(vault.customer(**PROFILE)))
+    assert vault.api(tokens["access_token"]).status_code == 200
+    with vault.app.app_context():
+        db.session.get(OAuthClient, client.client_id).disabled_at = utcnow()
+        db.session.commit()
+    assert vault.api(tokens["access_token"]).status_code == 401
+    with pytest.raises(OAuthError):
+        vault.refresh(auth)
+
+
+def test_narrowing_cannot_widen_a_grant(vault):
+    client = vault.vendor()
+    customer = vault.customer(**PROFILE)
+    browser = vault.browser(customer)
+    _, tokens = vault.connect(client, browser, "openid email")
+    grant_id, _, _ = _grant(vault, customer.id)
+    response = browser.post(
+        f"{vault.base}/connections/{grant_id}/scopes",
+        data={"csrf_token": vault.csrf(browser, "/connections"), "keep_scope": ["email", "phone"]},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302
+    assert set(vault.api(tokens["access_token"]).json()) == {"sub", "email"}
+    assert vault.sql("SELECT scope FROM oauth_grants")[0][0] == "openid email"
+
+
 # --- tokens and their reach -----------------------------------------------------------------------
 
 

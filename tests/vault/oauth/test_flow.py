@@ -3,7 +3,9 @@ live vault, the customer clicking through the consent screen in a ``requests`` s
 
 from __future__ import annotations
 
+import re
 import time
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -55,6 +57,7 @@ def test_code_flow_with_pkce_gives_exactly_the_approved_claims(vault):
 
     claims = auth.oauth.get(vault.base + "/api/v1/profile")
     assert claims.status_code == 200
+    assert claims.headers["Cache-Control"] == "no-store"
     body = claims.json()
     assert set(body) == {"sub", "name", "given_name", "family_name", "email"}
     assert body["given_name"] == "Ann"
@@ -65,6 +68,7 @@ def test_code_flow_with_pkce_gives_exactly_the_approved_claims(vault):
     userinfo = auth.oauth.get(vault.meta["userinfo_endpoint"])
     assert userinfo.status_code == 200
     assert userinfo.json() == body
+    assert userinfo.headers["Cache-Control"] == "no-store"
 
     # The id_token verifies against the served JWKS, for this client and this request.
     jwks = KeySet.import_key_set(requests.get(vault.meta["jwks_uri"], timeout=10).json())
@@ -86,6 +90,32 @@ def test_code_flow_with_pkce_gives_exactly_the_approved_claims(vault):
     other = KeySet.generate_key_set("EC", "P-256", count=1)
     with pytest.raises(Exception):  # noqa: B017 - joserfc raises its own error types
         jwt.decode(tokens["id_token"], other, algorithms=["ES256"])
+
+
+def test_a_logged_out_customer_logs_in_and_comes_back_to_the_consent_screen(vault):
+    client = vault.vendor("Acme")
+    customer = vault.customer(**PROFILE)
+    auth = vault.authorization(client, "openid email")
+    browser = requests.Session()
+    to_login = browser.get(auth.url, allow_redirects=False, timeout=10)
+    assert to_login.status_code == 302
+    login_path = to_login.headers["Location"]
+    assert login_path.startswith("/login?next=")
+    page = browser.get(vault.base + login_path, timeout=10)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    back = browser.post(
+        vault.base + login_path,
+        data={"csrf_token": token, "email": customer.email, "password": customer.password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert back.status_code == 302
+    consent = browser.get(urljoin(vault.base, back.headers["Location"]), allow_redirects=False)
+    assert consent.status_code == 200
+    assert "Acme asks to see parts of your profile" in consent.text
+    response = vault.decide(browser, consent)
+    tokens = vault.exchange(auth, response.headers["Location"])
+    assert vault.api(tokens["access_token"]).json()["email"] == customer.email
 
 
 def test_refresh_rotates_the_refresh_token_and_keeps_working(vault):
