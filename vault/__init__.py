@@ -65,6 +65,10 @@ def _init_extensions(app: Flask) -> None:
     from vault.extensions import csrf, db, limiter, login_manager, migrate, talisman
 
     db.init_app(app)
+    with app.app_context():
+        from vault.database import configure_sqlite
+
+        configure_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     limiter.init_app(app)
