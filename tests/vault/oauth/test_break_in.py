@@ -20,7 +20,7 @@ from tests.vault.oauth.conftest import query_of
 from vault.accounts.models import Role
 from vault.extensions import db
 from vault.models import utcnow
-from vault.oauth.models import Grant, OAuthClient
+from vault.oauth.models import AuthorizationCode, Grant, OAuthClient
 
 PROFILE = {"given_name": "Ann", "phone_number": "+14155550123"}
 
@@ -252,6 +252,19 @@ def test_authorization_code_replay_fails_and_kills_the_first_tokens(vault):
     )
     assert refresh.status_code == 400
     assert refresh.json()["error"] == "invalid_grant"
+
+
+def test_expired_authorization_code_is_refused(vault):
+    client = vault.vendor()
+    browser = vault.browser(vault.customer(**PROFILE))
+    auth, location = _approved_location(vault, client, browser)
+    with vault.app.app_context():
+        for code in db.session.query(AuthorizationCode):
+            code.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    response = _code_request(vault, client, location, auth.verifier)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
 
 
 def test_code_of_one_vendor_cannot_be_redeemed_by_another(vault):

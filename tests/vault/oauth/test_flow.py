@@ -174,6 +174,21 @@ def test_revoking_in_connections_kills_every_token_at_once(vault):
     assert vault.api(tokens["access_token"], "/oauth/userinfo").status_code == 401
 
 
+def test_vendor_revokes_its_own_refresh_token_rfc7009(vault):
+    client = vault.vendor()
+    auth, tokens = vault.connect(client, vault.browser(vault.customer(**PROFILE)))
+    response = auth.oauth.revoke_token(
+        vault.meta["revocation_endpoint"],
+        tokens["refresh_token"],
+        token_type_hint="refresh_token",
+    )
+    assert response.status_code == 200
+    assert vault.api(tokens["access_token"]).status_code == 401
+    assert vault.introspect(client, tokens["refresh_token"]) == {"active": False}
+    with pytest.raises(OAuthError):
+        vault.refresh(auth)
+
+
 def test_revocation_without_csrf_token_revokes_nothing(vault):
     client = vault.vendor()
     customer = vault.customer(**PROFILE)
