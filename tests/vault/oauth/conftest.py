@@ -243,7 +243,8 @@ def live_oauth_app(database: TestDatabase, keyring_text: str) -> Iterator[Flask]
 @pytest.fixture
 def vault(live_oauth_app: Flask) -> Iterator[Vault]:
     server = make_server("127.0.0.1", 0, live_oauth_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() otherwise waits up to half a second per test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield Vault(live_oauth_app, f"http://127.0.0.1:{server.server_port}")
