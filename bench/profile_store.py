@@ -110,7 +110,7 @@ def _app(target: Target, keyring_text: str) -> Flask:
             "VAULT_ENV": "testing",
             "SECRET_KEY": "bench-secret-" + secrets.token_hex(24),
             "SQLALCHEMY_DATABASE_URI": target.url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, **target.engine_options},
+            "SQLALCHEMY_ENGINE_OPTIONS": dict(target.engine_options),
             "VAULT_MASTER_KEY": keyring_text,
             "VAULT_MASTER_KEY_FILE": None,
             "VAULT_ARGON2_TIME_COST": 1,

@@ -58,7 +58,7 @@ def _app_config(database: TestDatabase, keyring_text: str, **overrides: Any) -> 
         "VAULT_ENV": "testing",
         "SECRET_KEY": "test-secret-" + "x" * 40,
         "SQLALCHEMY_DATABASE_URI": database.url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, **database.engine_options},
+        "SQLALCHEMY_ENGINE_OPTIONS": dict(database.engine_options),
         "VAULT_MASTER_KEY": keyring_text,
         "VAULT_MASTER_KEY_FILE": None,
         # Cheap argon2 in tests; tests/vault/test_passwords.py checks the production costs.

@@ -79,7 +79,8 @@ def build_config(
         "SQLALCHEMY_DATABASE_URI": env.get("VAULT_DATABASE_URL")
         or env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'vault.db'}",
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A server can drop idle connections; an embedded SQLite file cannot.
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
         # Master key: an env var (keyring text) or a key file; see vault.crypto.keys.
         "VAULT_MASTER_KEY": env.get("VAULT_MASTER_KEY"),
         "VAULT_MASTER_KEY_FILE": env.get("VAULT_MASTER_KEY_FILE")
@@ -118,6 +119,11 @@ def build_config(
         "VAULT_ARGON2_PARALLELISM": env.integer("VAULT_ARGON2_PARALLELISM", 4),
     }
     config.update(overrides)
+    if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_pre_ping": True,
+            **config["SQLALCHEMY_ENGINE_OPTIONS"],
+        }
 
     if config["SECRET_KEY"] is None and (development or testing):
         config["SECRET_KEY"] = _instance_secret(instance)

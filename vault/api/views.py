@@ -14,6 +14,7 @@ from vault.profile.operations import load_profile
 from vault.services import keys
 
 bp = Blueprint("api", __name__)
+profile_claims = ProfileClaimsSchema()  # built once: schema construction deep-copies fields
 csrf.exempt(bp)  # bearer tokens, never cookies: nothing to forge
 
 
@@ -49,7 +50,7 @@ def profile() -> Response:
         db.session, token, sorted(k for k in claims if k != "sub"), "GET /api/v1/profile"
     )
     db.session.commit()
-    response = jsonify(ProfileClaimsSchema().dump(claims))
+    response = jsonify(profile_claims.dump(claims))
     response.headers["Cache-Control"] = "no-store"  # personal data: never cached
     return response
 

@@ -34,6 +34,7 @@ def index() -> str:
         "connections/index.html",
         active=[g for g in grants if g.is_active(now)],
         ended=[g for g in grants if not g.is_active(now)],
+        last_access=operations.last_access_by_grant(db.session, current_user.id),
         scopes=PROFILE_SCOPES,
     )
 

@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
-from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vault.accounts.models import User
@@ -102,7 +102,6 @@ class Grant(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(String(40))
-    last_access_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     client: Mapped[OAuthClient] = relationship()
     vendor: Mapped[Vendor] = relationship()
@@ -253,6 +252,7 @@ class AccessEvent(Base):
     """One read of profile data by a vendor, shown to the customer at /activity."""
 
     __tablename__ = "access_events"
+    __table_args__ = (Index("ix_access_events_grant_id_at", "grant_id", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from vault.models import utcnow
@@ -123,21 +123,29 @@ def customer_grants(session: Session, user_id: str) -> list[Grant]:
     )
 
 
-def record_access(session: Session, token: Token, claims: list[str], endpoint: str) -> AccessEvent:
-    now = utcnow()
-    event = AccessEvent(
-        user_id=token.user_id,
-        grant_id=token.grant_id,
-        vendor_id=token.client.vendor_id,
-        client_id=token.client_id,
-        claims=claims,
-        endpoint=endpoint,
-        at=now,
+def record_access(session: Session, token: Token, claims: list[str], endpoint: str) -> None:
+    """Append one row to the access log (a plain INSERT: this is on every API read's path;
+    "last access" is derived from the log rather than kept on the grant)."""
+    session.execute(
+        insert(AccessEvent).values(
+            user_id=token.user_id,
+            grant_id=token.grant_id,
+            vendor_id=token.client.vendor_id,
+            client_id=token.client_id,
+            claims=claims,
+            endpoint=endpoint,
+            at=utcnow(),
+        )
     )
-    session.add(event)
-    if token.grant is not None:
-        token.grant.last_access_at = now
-    return event
+
+
+def last_access_by_grant(session: Session, user_id: str) -> dict[str, datetime]:
+    rows = session.execute(
+        select(AccessEvent.grant_id, func.max(AccessEvent.at))
+        .where(AccessEvent.user_id == user_id, AccessEvent.grant_id.is_not(None))
+        .group_by(AccessEvent.grant_id)
+    )
+    return dict(rows.tuples().all())
 
 
 def access_events(session: Session, user_id: str, limit: int | None = 500) -> list[AccessEvent]:

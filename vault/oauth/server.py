@@ -22,6 +22,7 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from vault.api.problems import problem
 from vault.extensions import db
@@ -295,8 +296,11 @@ class VaultIntrospectionEndpoint(IntrospectionEndpoint):
 
 class VaultBearerTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
+        # One query for the token and everything validity depends on (hot path).
         return db.session.scalar(
-            select(Token).where(Token.access_token_hash == secret_hash(token_string))
+            select(Token)
+            .options(joinedload(Token.client), joinedload(Token.grant), joinedload(Token.user))
+            .where(Token.access_token_hash == secret_hash(token_string))
         )
 
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from vault.accounts.models import User
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
-from vault.oauth.operations import access_events, customer_grants
+from vault.oauth.operations import access_events, customer_grants, last_access_by_grant
 from vault.profile.operations import load_profile
 
 EXPORT_FORMAT = "cmr-vault-export/1"
@@ -19,6 +19,7 @@ def _iso(value: Any) -> str | None:
 
 def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, Any]:
     """The GDPR Art. 20 document. New features add their sections here as they are built."""
+    last_access = last_access_by_grant(session, user.id)
     return {
         "format": EXPORT_FORMAT,
         "generated_at": _iso(utcnow()),
@@ -41,7 +42,7 @@ def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, A
                 "created_at": _iso(grant.created_at),
                 "expires_at": _iso(grant.expires_at),
                 "revoked_at": _iso(grant.revoked_at),
-                "last_access_at": _iso(grant.last_access_at),
+                "last_access_at": _iso(last_access.get(grant.id)),
             }
             for grant in customer_grants(session, user.id)
         ],
