@@ -145,7 +145,7 @@ def last_access_by_grant(session: Session, user_id: str) -> dict[str, datetime]:
         .where(AccessEvent.user_id == user_id, AccessEvent.grant_id.is_not(None))
         .group_by(AccessEvent.grant_id)
     )
-    return dict(rows.tuples().all())
+    return {grant_id: at for grant_id, at in rows}
 
 
 def access_events(session: Session, user_id: str, limit: int | None = 500) -> list[AccessEvent]:
