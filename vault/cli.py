@@ -170,13 +170,15 @@ def rotate_keys() -> None:
 )
 @with_appcontext
 def rotate_signing(publish_days: int) -> None:
-    """Start signing with a new ES256 key; the old one stays published for a while."""
+    """Start signing with new keys (ES256, RS256); old ones stay published for a while."""
     from datetime import timedelta
 
     from vault.extensions import db
-    from vault.oauth.signing import rotate_signing_key
+    from vault.oauth.signing import rotate_signing_keys
     from vault.services import keys
 
-    row, retired = rotate_signing_key(db.session, keys(), timedelta(days=publish_days))
+    rows, retired = rotate_signing_keys(db.session, keys(), timedelta(days=publish_days))
     db.session.commit()
-    click.echo(json.dumps({"current": row.kid, "retired": retired}))
+    click.echo(
+        json.dumps({"current": {alg: row.kid for alg, row in rows.items()}, "retired": retired})
+    )

@@ -26,18 +26,22 @@ def test_signing_rotation_keeps_old_key_published_until_expiry(app):
     result = app.test_cli_runner().invoke(args=["keys", "rotate-signing", "--publish-days", "7"])
     assert result.exit_code == 0, result.output
     rotated = json.loads(result.output)
-    assert rotated["retired"] == [old.kid] and rotated["current"] != old.kid
+    assert rotated["retired"] == [old.kid]
+    new_kid = rotated["current"]["ES256"]
+    assert new_kid != old.kid and rotated["current"]["RS256"]
 
     published = client.get("/oauth/jwks.json").get_json()
-    assert {k["kid"] for k in published["keys"]} == {old.kid, rotated["current"]}
+    assert {k["kid"] for k in published["keys"]} == {old.kid, *rotated["current"].values()}
     # A token signed before the rotation still verifies against the served JWKS.
     assert jwt.decode(token, KeySet.import_key_set(published)).claims["sub"] == "x"
     with app.app_context():
-        assert current_signing_key(db.session, keys()).kid == rotated["current"]
+        assert current_signing_key(db.session, keys()).kid == new_kid
         row = db.session.get(SigningKey, old.kid)
         row.publish_until = row.retired_at  # its signatures have all expired
         db.session.commit()
-        assert [k["kid"] for k in jwks(db.session)["keys"]] == [rotated["current"]]
+        assert sorted(k["kid"] for k in jwks(db.session)["keys"]) == sorted(
+            rotated["current"].values()
+        )
 
 
 def test_published_keys_are_public_only(app):
@@ -45,7 +49,7 @@ def test_published_keys_are_public_only(app):
         current_signing_key(db.session, keys())
         db.session.commit()
     for key in app.test_client().get("/oauth/jwks.json").get_json()["keys"]:
-        assert "d" not in key and key["alg"] == "ES256" and key["use"] == "sig"
+        assert "d" not in key and key["alg"] in {"ES256", "RS256"} and key["use"] == "sig"
 
 
 def test_master_key_rotation_rewraps_signing_keys(tmp_path: Path, database, keyring_text):

@@ -34,6 +34,10 @@ class OAuthClient(Base, ClientMixin):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     scope: Mapped[str] = mapped_column(Text, default="openid")
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # OIDC Registration metadata; set explicitly at registration (ES256 unless asked).
+    id_token_signed_response_alg: Mapped[str] = mapped_column(
+        String(10), default="ES256", server_default="ES256"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

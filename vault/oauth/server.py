@@ -30,7 +30,7 @@ from vault.models import utcnow
 from vault.oauth import operations
 from vault.oauth.models import AuthorizationCode, OAuthClient, Token, secret_hash
 from vault.oauth.scopes import API_SCOPES, claims_for, pairwise_sub
-from vault.oauth.signing import ALGORITHM, current_signing_key
+from vault.oauth.signing import current_signing_key
 from vault.profile.operations import load_profile
 from vault.services import keys
 
@@ -173,16 +173,15 @@ class VaultOpenIDCode(OpenIDCode):
         )
 
     def get_client_algorithm(self, client: OAuthClient) -> str:
-        return ALGORITHM
+        return client.id_token_signed_response_alg
 
     def resolve_client_private_key(self, client: OAuthClient) -> Any:
-        key = current_signing_key(db.session, keys())
-        g.oauth_signing_kid = key.kid
-        return key
+        return current_signing_key(db.session, keys(), client.id_token_signed_response_alg)
 
     def get_encode_header(self, client: OAuthClient) -> dict[str, str]:
-        key = current_signing_key(db.session, keys())
-        return {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}
+        alg = client.id_token_signed_response_alg
+        key = current_signing_key(db.session, keys(), alg)
+        return {"alg": alg, "kid": key.kid, "typ": "JWT"}
 
     def get_client_claims(self, client: OAuthClient) -> dict[str, Any]:
         now = int(time.time())

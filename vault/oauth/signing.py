@@ -1,4 +1,8 @@
-"""The vault's ES256 signing keys: creation, rotation and the published JWKS."""
+"""The vault's signing keys: creation, rotation and the published JWKS.
+
+ES256 is the vault's own algorithm (id_tokens by default, receipts, manifests). RS256 is
+kept too because OpenID Connect makes it the one every relying party can verify; a client
+registered with ``id_token_signed_response_alg=RS256`` gets RS256 id_tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import json
 import secrets
 from datetime import datetime, timedelta
 
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -16,23 +20,32 @@ from vault.models import utcnow
 from vault.oauth.models import SigningKey
 
 ALGORITHM = "ES256"
+ALGORITHMS = ("ES256", "RS256")
+SigningJWK = ECKey | RSAKey
 
 
 def key_owner(kid: str) -> str:
     return f"signing-key:{kid}"
 
 
-def create_signing_key(session: Session, keys: KeyProvider) -> SigningKey:
-    kid = f"{utcnow():%Y%m%d}-{secrets.token_hex(4)}"
-    key = ECKey.generate_key(
-        "P-256", parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"}, private=True
-    )
+def _generate(alg: str, kid: str) -> SigningJWK:
+    parameters = {"kid": kid, "alg": alg, "use": "sig"}
+    if alg == "ES256":
+        return ECKey.generate_key("P-256", parameters=parameters, private=True)
+    if alg == "RS256":
+        return RSAKey.generate_key(2048, parameters=parameters, private=True)
+    raise ValueError(f"unsupported signing algorithm {alg!r}")
+
+
+def create_signing_key(session: Session, keys: KeyProvider, alg: str = ALGORITHM) -> SigningKey:
+    kid = f"{utcnow():%Y%m%d}-{alg.lower()}-{secrets.token_hex(4)}"
+    key = _generate(alg, kid)
     data_key = aead.new_key()
     wrapped = keys.wrap(key_owner(kid), data_key)
     cipher = aead.FieldCipher(data_key, key_owner(kid))
     row = SigningKey(
         kid=kid,
-        alg=ALGORITHM,
+        alg=alg,
         public_jwk=dict(key.as_dict(private=False)),
         private_key_ciphertext=cipher.encrypt(
             "private_jwk", json.dumps(key.as_dict(private=True)).encode()
@@ -45,29 +58,40 @@ def create_signing_key(session: Session, keys: KeyProvider) -> SigningKey:
     return row
 
 
-def current_signing_key(session: Session, keys: KeyProvider) -> ECKey:
-    """The newest unretired key, decrypted; one is created on first use."""
-    row = session.scalar(
+def _current_row(session: Session, alg: str) -> SigningKey | None:
+    return session.scalar(
         select(SigningKey)
-        .where(SigningKey.retired_at.is_(None))
+        .where(SigningKey.retired_at.is_(None), SigningKey.alg == alg)
         .order_by(SigningKey.created_at.desc())
         .limit(1)
     )
-    if row is None:
-        row = create_signing_key(session, keys)
+
+
+def current_signing_key(session: Session, keys: KeyProvider, alg: str = ALGORITHM) -> SigningJWK:
+    """The newest unretired key for ``alg``, decrypted; one is created on first use."""
+    row = _current_row(session, alg) or create_signing_key(session, keys, alg)
     return private_key(row, keys)
 
 
-def private_key(row: SigningKey, keys: KeyProvider) -> ECKey:
+def ensure_signing_keys(session: Session, keys: KeyProvider) -> None:
+    """A current key for every algorithm, so the JWKS is complete before anything is signed."""
+    for alg in ALGORITHMS:
+        if _current_row(session, alg) is None:
+            create_signing_key(session, keys, alg)
+
+
+def private_key(row: SigningKey, keys: KeyProvider) -> SigningJWK:
     data_key = keys.unwrap(key_owner(row.kid), WrappedKey(row.master_key_id, row.wrapped_key))
     cipher = aead.FieldCipher(data_key, key_owner(row.kid))
-    return ECKey.import_key(json.loads(cipher.decrypt("private_jwk", row.private_key_ciphertext)))
+    document = json.loads(cipher.decrypt("private_jwk", row.private_key_ciphertext))
+    return (ECKey if row.alg == "ES256" else RSAKey).import_key(document)
 
 
-def rotate_signing_key(
+def rotate_signing_keys(
     session: Session, keys: KeyProvider, publish_for: timedelta
-) -> tuple[SigningKey, list[str]]:
-    """Start signing with a new key; old keys stay in the JWKS for ``publish_for``.
+) -> tuple[dict[str, SigningKey], list[str]]:
+    """Start signing with a new key per algorithm; old keys stay in the JWKS for
+    ``publish_for``.
 
     ``publish_for`` must cover the longest lifetime of anything signed (id_tokens, and the
     receipts that later features sign stay verifiable for as long as they are kept).
@@ -78,7 +102,7 @@ def rotate_signing_key(
         row.retired_at = now
         row.publish_until = now + publish_for
         retired.append(row.kid)
-    return create_signing_key(session, keys), retired
+    return {alg: create_signing_key(session, keys, alg) for alg in ALGORITHMS}, retired
 
 
 def published_keys(session: Session, now: datetime | None = None) -> list[SigningKey]:

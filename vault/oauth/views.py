@@ -17,7 +17,7 @@ from vault.oauth import operations
 from vault.oauth.models import OAuthClient
 from vault.oauth.scopes import ALL_SCOPES, PROFILE_SCOPES, claim_names
 from vault.oauth.server import authorization_server, issuer, require_oauth, user_info
-from vault.oauth.signing import ALGORITHM, current_signing_key, jwks
+from vault.oauth.signing import ALGORITHMS, ensure_signing_keys, jwks
 from vault.profile.operations import load_profile
 from vault.services import keys
 
@@ -77,7 +77,7 @@ def server_metadata() -> dict[str, Any]:
             "client_secret_post",
         ],
         "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "id_token_signing_alg_values_supported": list(ALGORITHMS),
         "claims_supported": sorted({c for s in PROFILE_SCOPES for c in claim_names([s])}),
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": False,
@@ -94,10 +94,10 @@ def metadata() -> Response:
 @bp.get("/oauth/jwks.json")
 def jwks_document() -> Response:
     document = jwks(db.session)
-    if not document["keys"]:
+    if {key["alg"] for key in document["keys"]} < set(ALGORITHMS):
         # A fresh vault has not signed anything yet; relying parties fetch the JWKS ahead
-        # of the first id_token, so publish the key that will sign it.
-        current_signing_key(db.session, keys())
+        # of the first id_token, so publish the keys that will sign it.
+        ensure_signing_keys(db.session, keys())
         db.session.commit()
         document = jwks(db.session)
     response = jsonify(document)

@@ -29,6 +29,13 @@ def vendors() -> None:
     metavar="NAME:CATEGORY",
     help="contact topic with purpose category (service, marketing, research, other)",
 )
+@click.option(
+    "--id-token-alg",
+    type=click.Choice(["ES256", "RS256"]),
+    default="ES256",
+    show_default=True,
+    help="id_token signing algorithm for this client",
+)
 @click.option("--website")
 @click.option("--privacy-policy-url")
 @click.option("--verified", is_flag=True, help="mark the vendor as checked by an admin")
@@ -39,6 +46,7 @@ def create(
     public: bool,
     scopes: tuple[str, ...],
     topics: tuple[str, ...],
+    id_token_alg: str,
     website: str | None,
     privacy_policy_url: str | None,
     verified: bool,
@@ -63,6 +71,7 @@ def create(
             redirect_uris=list(redirect_uris),
             public=public,
             scopes=list(scopes) or None,
+            id_token_alg=id_token_alg,
         )
         db.session.commit()
     except VendorError as exc:

@@ -45,6 +45,11 @@ class NewClientForm(FlaskForm):
         choices=[SelectChoice(name, f"{name}: {info.title}") for name, info in ALL_SCOPES.items()],
         default=["openid", "profile", "email"],
     )
+    id_token_alg = SelectField(
+        "id_token signing algorithm",
+        choices=[SelectChoice("ES256", "ES256 (recommended)"), SelectChoice("RS256", "RS256")],
+        default="ES256",
+    )
 
 
 class TopicForm(FlaskForm):

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from vault.models import utcnow
 from vault.oauth.models import OAuthClient, secret_hash
 from vault.oauth.scopes import ALL_SCOPES, API_SCOPES
+from vault.oauth.signing import ALGORITHM, ALGORITHMS
 from vault.vendors.models import ContactTopic, PurposeCategory, Vendor
 
 DEFAULT_SCOPES = ("openid", "profile", "email")
@@ -87,10 +88,13 @@ def create_client(
     public: bool = False,
     scopes: list[str] | None = None,
     name: str | None = None,
+    id_token_alg: str = ALGORITHM,
 ) -> NewClient:
     if not redirect_uris:
         raise VendorError("a client needs at least one redirect URI")
     uris = [check_redirect_uri(uri) for uri in redirect_uris]
+    if id_token_alg not in ALGORITHMS:
+        raise VendorError(f"id_token algorithm must be one of {', '.join(ALGORITHMS)}")
     scope_list = check_scopes(list(scopes or DEFAULT_SCOPES))
     grant_types = ["authorization_code", "refresh_token"]
     if not public and any(s in API_SCOPES for s in scope_list):
@@ -104,6 +108,7 @@ def create_client(
         redirect_uris=uris,
         scope=" ".join(scope_list),
         grant_types=grant_types,
+        id_token_signed_response_alg=id_token_alg,
         secret_rotated_at=utcnow() if secret else None,
     )
     session.add(client)

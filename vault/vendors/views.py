@@ -94,6 +94,7 @@ def create_client() -> str | tuple[str, int]:
                 public=form.public.data,
                 scopes=form.scopes.data or None,
                 name=form.name.data or None,
+                id_token_alg=form.id_token_alg.data,
             )
         except operations.VendorError as exc:
             db.session.rollback()

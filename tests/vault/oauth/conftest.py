@@ -70,6 +70,7 @@ class Vault:
         scopes: tuple[str, ...] = ("openid", "profile", "email", "phone"),
         public: bool = False,
         redirect_uri: str | None = None,
+        id_token_alg: str = "ES256",
     ) -> Client:
         from vault.vendors.operations import create_client, create_vendor
 
@@ -77,7 +78,12 @@ class Vault:
         with self.app.app_context():
             vendor = create_vendor(db.session, name)
             new = create_client(
-                db.session, vendor, redirect_uris=[redirect_uri], public=public, scopes=scopes
+                db.session,
+                vendor,
+                redirect_uris=[redirect_uri],
+                public=public,
+                scopes=scopes,
+                id_token_alg=id_token_alg,
             )
             db.session.commit()
             return Client(vendor.id, new.client.client_id, new.client_secret, redirect_uri, name)

@@ -414,3 +414,18 @@ def test_prompt_none_without_consent_answers_consent_required(vault):
     )
     assert anonymous.status_code == 302
     assert query_of(anonymous.headers["Location"])["error"] == "login_required"
+
+
+def test_a_client_registered_for_rs256_gets_rs256_id_tokens(vault):
+    client = vault.vendor("Legacy RP", id_token_alg="RS256")
+    customer = vault.customer(**PROFILE)
+    auth, tokens = vault.connect(client, vault.browser(customer), "openid email")
+    jwks = KeySet.import_key_set(requests.get(vault.meta["jwks_uri"], timeout=10).json())
+    id_token = jwt.decode(tokens["id_token"], jwks, algorithms=["RS256"])
+    assert id_token.header["alg"] == "RS256"
+    assert (
+        id_token.claims["aud"] == [client.client_id] or id_token.claims["aud"] == client.client_id
+    )
+    assert id_token.claims["nonce"] == auth.nonce
+    with pytest.raises(Exception):  # noqa: B017 - joserfc raises its own error types
+        jwt.decode(tokens["id_token"], jwks, algorithms=["ES256"])
