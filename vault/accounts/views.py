@@ -100,6 +100,7 @@ def _start_session(user: User) -> None:
     session.clear()
     login_user(user)
     session.permanent = True
+    session["auth_time"] = int(time.time())  # OIDC auth_time, prompt=login and max_age
 
 
 @bp.route("/signup", methods=["GET", "POST"])

@@ -20,7 +20,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -85,7 +85,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             nonce=payload.data.get("nonce"),
             code_challenge=payload.data.get("code_challenge"),
             code_challenge_method=payload.data.get("code_challenge_method"),
-            auth_time=int(time.time()),
+            auth_time=int(session.get("auth_time") or time.time()),
             expires_at=utcnow() + timedelta(seconds=current_app.config["VAULT_CODE_LIFETIME"]),
         )
         db.session.add(row)

@@ -2,13 +2,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError
-from flask import Blueprint, current_app, g, jsonify, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_limiter.util import get_remote_address
-from flask_login import current_user
+from flask_login import current_user, logout_user
 from werkzeug.wrappers import Response
 
 from vault.api.problems import problem
@@ -136,6 +148,13 @@ def authorize() -> Any:
             description="Only customer accounts can grant businesses access to a profile.",
         ), 403
 
+    if request.method == "GET" and _needs_fresh_login(grant):
+        # prompt=login or an exceeded max_age: the customer proves presence again, then
+        # comes back to this request (without prompt=login, so it does not loop).
+        logout_user()
+        session.clear()
+        return redirect(url_for("accounts.login", next=_without_prompt_login()))
+
     client: OAuthClient = grant.client
     requested = [
         s
@@ -186,6 +205,28 @@ def authorize() -> Any:
     response = server.create_authorization_response(grant_user=end_user, grant=grant)
     db.session.commit()
     return response
+
+
+def _needs_fresh_login(grant: Any) -> bool:
+    data = grant.request.payload.data
+    if "login" in (data.get("prompt") or "").split():
+        return True
+    max_age = data.get("max_age")
+    if max_age is not None:
+        try:
+            limit = int(max_age)
+        except ValueError:
+            return True
+        return time.time() - int(session.get("auth_time") or 0) > limit
+    return False
+
+
+def _without_prompt_login() -> str:
+    query = [
+        (name, " ".join(p for p in value.split() if p != "login") if name == "prompt" else value)
+        for name, value in parse_qsl(request.query_string.decode(), keep_blank_values=True)
+    ]
+    return request.path + "?" + urlencode([(n, v) for n, v in query if n != "prompt" or v])
 
 
 def _preview(profile: dict[str, Any], scope: str) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -429,3 +429,50 @@ def test_a_client_registered_for_rs256_gets_rs256_id_tokens(vault):
     assert id_token.claims["nonce"] == auth.nonce
     with pytest.raises(Exception):  # noqa: B017 - joserfc raises its own error types
         jwt.decode(tokens["id_token"], jwks, algorithms=["ES256"])
+
+
+def _log_in_again(vault, browser, customer, location):
+    """Follow the redirect to /login, log in, and return where the login sends us next."""
+    assert urlsplit(location).path == "/login"
+    login_page = browser.get(vault.base + location, timeout=10)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login_page.text).group(1)
+    response = browser.post(
+        vault.base + location,
+        data={"csrf_token": token, "email": customer.email, "password": customer.password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302, response.text
+    return response.headers["Location"]
+
+
+@pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "2"}])
+def test_prompt_login_and_max_age_make_the_customer_log_in_again(vault, extra):
+    client = vault.vendor("Strict RP")
+    customer = vault.customer(**PROFILE)
+    browser = vault.browser(customer)
+    time.sleep(3)  # the first login is now older than max_age, and than any fresh one
+    before = int(time.time())
+    auth = vault.authorization(client, "openid email", **extra)
+    first = browser.get(auth.url, allow_redirects=False, timeout=10)
+    assert first.status_code == 302
+    back_to = _log_in_again(vault, browser, customer, first.headers["Location"])
+    assert "prompt=login" not in back_to
+    page = browser.get(vault.base + back_to, allow_redirects=False, timeout=10)
+    response = vault.decide(browser, page)
+    tokens = vault.exchange(auth, response.headers["Location"])
+    jwks = KeySet.import_key_set(requests.get(vault.meta["jwks_uri"], timeout=10).json())
+    claims = jwt.decode(tokens["id_token"], jwks, algorithms=["ES256"]).claims
+    assert claims["auth_time"] >= before
+
+
+def test_id_token_auth_time_is_when_the_customer_logged_in(vault):
+    client = vault.vendor("Auth Time RP")
+    customer = vault.customer(**PROFILE)
+    logged_in_at = int(time.time())
+    browser = vault.browser(customer)
+    time.sleep(1.1)
+    _, tokens = vault.connect(client, browser, "openid email")
+    jwks = KeySet.import_key_set(requests.get(vault.meta["jwks_uri"], timeout=10).json())
+    claims = jwt.decode(tokens["id_token"], jwks, algorithms=["ES256"]).claims
+    assert logged_in_at <= claims["auth_time"] < claims["iat"]
