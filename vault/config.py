@@ -177,6 +177,13 @@ def _refuse_unsafe(config: Mapping[str, Any]) -> None:
             "no master key: set VAULT_MASTER_KEY_FILE to a key file made by "
             "`vault keys generate --file PATH`, or VAULT_MASTER_KEY to its contents"
         )
+    issuer = str(config.get("VAULT_ISSUER") or "")
+    if not issuer.startswith("https://") or issuer.endswith("/"):
+        problems.append(
+            "VAULT_ISSUER must be the vault's public https URL without a trailing slash "
+            "(e.g. https://vault.example.com): id_tokens and discovery must not take the "
+            "issuer from a request's Host header"
+        )
     if problems:
         raise ConfigurationError(
             "refusing to start in production:\n  - "

@@ -21,8 +21,22 @@ def clean_environment(monkeypatch):
             monkeypatch.delenv(name)
 
 
+ISSUER = "https://vault.example.com"
+
+
+@pytest.mark.parametrize("issuer", ["", "http://vault.example.com", "https://vault.example.com/"])
+def test_production_requires_an_https_issuer(tmp_path, issuer):
+    with pytest.raises(ConfigurationError, match="VAULT_ISSUER"):
+        build_config(
+            tmp_path,
+            production(
+                VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE, VAULT_ISSUER=issuer
+            ),
+        )
+
+
 def production(**values: str) -> dict[str, str]:
-    return {"VAULT_ENV": "production", **values}
+    return {"VAULT_ENV": "production", "VAULT_ISSUER": ISSUER, **values}
 
 
 def test_production_without_secret_key_names_it(tmp_path):
@@ -54,13 +68,15 @@ def test_production_is_the_default_and_lists_every_problem(tmp_path):
         build_config(tmp_path, {})
     message = str(error.value)
     assert "VAULT_SECRET_KEY" in message and "VAULT_MASTER_KEY_FILE" in message
+    assert "VAULT_ISSUER" in message
     assert "VAULT_ENV=development" in message
     assert not (tmp_path / "secret_key").exists()
 
 
 def test_production_with_everything_set_starts(tmp_path):
     config = build_config(
-        tmp_path, production(VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE)
+        tmp_path,
+        production(VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE, VAULT_ISSUER=ISSUER),
     )
     assert config["SECRET_KEY"] == SECRET
     assert config["TESTING"] is False

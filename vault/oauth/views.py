@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -37,15 +38,14 @@ bp = Blueprint("oauth", __name__)
 
 
 def client_rate_key() -> str:
-    """Rate-limit the token endpoint per client, whichever way it authenticates."""
+    """Rate-limit the token endpoints per client and address: keyed on the client alone,
+    anyone could spend a vendor's budget by sending its client_id with a wrong secret."""
+    client_id = request.form.get("client_id", "")
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("basic "):
-        try:
-            return "client:" + base64.b64decode(auth[6:]).decode().partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError):
-            pass
-    client_id = request.form.get("client_id")
-    return f"client:{client_id}" if client_id else get_remote_address()
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            client_id = base64.b64decode(auth[6:]).decode().partition(":")[0]
+    return f"client:{client_id}:{get_remote_address()}"
 
 
 def _token_limit() -> str:
