@@ -1,0 +1,243 @@
+"""The consent decision: a pure, deterministic function of settings, relationship and
+send history. No database, no clock, no I/O: everything it needs is passed in.
+
+Precedence, first match wins:
+
+1. account closed or unknown subject        -> deny
+2. channel switched off globally            -> deny
+3. vendor blocked                           -> deny
+4. explicit vendor x channel x topic setting: withdrawn -> deny; granted but expired
+   -> deny; granted -> allow
+5. purpose ``service`` with an active grant  -> allow
+6. otherwise                                -> deny (opt-in by default)
+
+An allow then passes the time rules: inside quiet hours -> defer to their end; frequency
+cap reached -> deny.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+CHANNELS = ("email", "sms", "phone", "post", "push")
+CHANNEL_NAMES = {
+    "email": "e-mail",
+    "sms": "text message",
+    "phone": "phone call",
+    "post": "post",
+    "push": "push notification",
+}
+
+
+class Outcome(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    DEFER = "defer"
+
+
+class Rule(enum.StrEnum):
+    UNKNOWN_SUBJECT = "unknown_subject"
+    ACCOUNT_CLOSED = "account_closed"
+    CHANNEL_OFF = "channel_off"
+    VENDOR_BLOCKED = "vendor_blocked"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+    GRANTED = "granted"
+    SERVICE_RELATIONSHIP = "service_relationship"
+    NO_CONSENT = "no_consent"
+    QUIET_HOURS = "quiet_hours"
+    CAP_DAY = "cap_reached_day"
+    CAP_WEEK = "cap_reached_week"
+
+
+class State(enum.StrEnum):
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True)
+class TopicSetting:
+    state: State
+    expires_at: datetime | None = None
+    notice_version: int = 1
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+    timezone: str
+
+    def contains(self, at: datetime) -> bool:
+        local = at.astimezone(ZoneInfo(self.timezone)).time().replace(tzinfo=None)
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def next_end(self, at: datetime) -> datetime:
+        """The first instant after ``at`` that lies outside the window (DST-safe)."""
+        zone = ZoneInfo(self.timezone)
+        local = at.astimezone(zone)
+        day = local.date()
+        for offset in range(0, 3):
+            for fold in (0, 1):
+                candidate = datetime.combine(
+                    day + timedelta(days=offset), self.end, tzinfo=zone
+                ).replace(fold=fold)
+                instant = candidate.astimezone(UTC)
+                if instant > at and not self.contains(instant):
+                    return instant
+        # Only reachable for pathological zones; step forward minute by minute.
+        probe = at
+        while self.contains(probe):
+            probe += timedelta(minutes=1)
+        return probe
+
+
+@dataclass(frozen=True)
+class Caps:
+    per_day: int | None = None
+    per_week: int | None = None
+
+
+@dataclass(frozen=True)
+class CustomerConsents:
+    """Everything about one customer that a decision may depend on."""
+
+    account_active: bool = True
+    channels_off: frozenset[str] = frozenset()
+    blocked_vendors: frozenset[str] = frozenset()
+    # (vendor_id, topic name, channel) -> setting
+    topics: Mapping[tuple[str, str, str], TopicSetting] = field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
+    caps: Mapping[str, Caps] = field(default_factory=dict)  # vendor_id -> caps
+    active_grant_vendors: frozenset[str] = frozenset()
+    # (vendor_id, channel) -> times of messages already sent
+    sends: Mapping[tuple[str, str], Sequence[datetime]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    purpose: str  # service, marketing, research, other
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    rule: Rule
+    reason: str
+    not_before: datetime | None = None
+
+
+def _deny(rule: Rule, reason: str) -> Decision:
+    return Decision(Outcome.DENY, rule, reason)
+
+
+def decide(
+    customer: CustomerConsents | None,
+    vendor: Vendor,
+    channel: str,
+    topic: Topic,
+    at: datetime,
+) -> Decision:
+    """May ``vendor`` contact ``customer`` on ``channel`` about ``topic`` at ``at``?"""
+    vendor_id, vendor_name = vendor.id, vendor.name
+    if at.tzinfo is None:
+        raise ValueError("decide needs an aware datetime")
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    how = CHANNEL_NAMES[channel]
+    if customer is None:
+        return _deny(Rule.UNKNOWN_SUBJECT, "There is no such customer.")
+    if not customer.account_active:
+        return _deny(Rule.ACCOUNT_CLOSED, "The customer closed their account.")
+    if channel in customer.channels_off:
+        return _deny(Rule.CHANNEL_OFF, f"You switched off every contact by {how}.")
+    if vendor_id in customer.blocked_vendors:
+        return _deny(Rule.VENDOR_BLOCKED, f"You blocked all contact from {vendor_name}.")
+
+    setting = customer.topics.get((vendor_id, topic.name, channel))
+    if setting is not None:
+        if setting.state == State.WITHDRAWN:
+            return _deny(
+                Rule.WITHDRAWN,
+                f"You withdrew consent for {vendor_name} to contact you by {how} about "
+                f"{topic.name}.",
+            )
+        if setting.expires_at is not None and setting.expires_at <= at:
+            return _deny(
+                Rule.EXPIRED,
+                f"Your consent for {vendor_name} to contact you by {how} about {topic.name} "
+                f"expired on {setting.expires_at:%Y-%m-%d}.",
+            )
+        allowed = Decision(
+            Outcome.ALLOW,
+            Rule.GRANTED,
+            f"You allowed {vendor_name} to contact you by {how} about {topic.name}.",
+        )
+    elif topic.purpose == "service" and vendor_id in customer.active_grant_vendors:
+        allowed = Decision(
+            Outcome.ALLOW,
+            Rule.SERVICE_RELATIONSHIP,
+            f"{topic.name} is a service message and you have an active connection with "
+            f"{vendor_name}.",
+        )
+    else:
+        return _deny(
+            Rule.NO_CONSENT,
+            f"You have not allowed {vendor_name} to contact you by {how} about {topic.name}.",
+        )
+    return _time_rules(customer, vendor_id, vendor_name, channel, at, allowed)
+
+
+def _time_rules(
+    customer: CustomerConsents,
+    vendor_id: str,
+    vendor_name: str,
+    channel: str,
+    at: datetime,
+    allowed: Decision,
+) -> Decision:
+    quiet = customer.quiet_hours
+    if quiet is not None and quiet.contains(at):
+        return Decision(
+            Outcome.DEFER,
+            Rule.QUIET_HOURS,
+            f"It is within your quiet hours ({quiet.start:%H:%M}-{quiet.end:%H:%M} "
+            f"{quiet.timezone}); the message waits until they end.",
+            not_before=quiet.next_end(at),
+        )
+    caps = customer.caps.get(vendor_id)
+    if caps is not None:
+        sent = customer.sends.get((vendor_id, channel), ())
+        how = CHANNEL_NAMES[channel]
+        if caps.per_day is not None:
+            today = sum(1 for t in sent if at - timedelta(days=1) < t <= at)
+            if today >= caps.per_day:
+                return _deny(
+                    Rule.CAP_DAY,
+                    f"{vendor_name} already sent you {today} {how} message(s) in the last "
+                    f"24 hours, your limit.",
+                )
+        if caps.per_week is not None:
+            week = sum(1 for t in sent if at - timedelta(days=7) < t <= at)
+            if week >= caps.per_week:
+                return _deny(
+                    Rule.CAP_WEEK,
+                    f"{vendor_name} already sent you {week} {how} message(s) in the last "
+                    f"7 days, your limit.",
+                )
+    return allowed
