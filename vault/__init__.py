@@ -98,8 +98,10 @@ def _init_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     import consent.models  # noqa: F401  (mapped before the first query and for migrations)
     from vault.accounts.views import bp as accounts_bp
+    from vault.api.consent_views import bp as consent_api_bp
     from vault.api.views import bp as api_bp
     from vault.connections.views import bp as connections_bp
+    from vault.consents.views import bp as consents_bp
     from vault.oauth.server import init_oauth
     from vault.oauth.views import bp as oauth_bp
     from vault.portability.views import bp as portability_bp
@@ -117,5 +119,7 @@ def _register_blueprints(app: Flask) -> None:
         api_bp,
         connections_bp,
         business_bp,
+        consents_bp,
+        consent_api_bp,
     ):
         app.register_blueprint(blueprint)

@@ -61,8 +61,33 @@ PROFILE_SCOPES: dict[str, ScopeInfo] = {
     )
 }
 
-# Vendor-level API scopes; later features register theirs here.
-API_SCOPES: dict[str, ScopeInfo] = {}
+# Vendor-level API scopes (client credentials); later features add theirs here.
+API_SCOPES: dict[str, ScopeInfo] = {
+    info.name: info
+    for info in (
+        ScopeInfo(
+            "consent:read",
+            "Read consent settings",
+            "Read the contact settings your customers set for your business.",
+            (),
+            True,
+        ),
+        ScopeInfo(
+            "consent:check",
+            "Check consent",
+            "Ask whether a contact (customer, channel, topic) is allowed now.",
+            (),
+            True,
+        ),
+        ScopeInfo(
+            "consent:request",
+            "Request consent",
+            "Propose topics and channels to a customer, who answers in the vault.",
+            (),
+            True,
+        ),
+    )
+}
 
 ALL_SCOPES = {**PROFILE_SCOPES, **API_SCOPES}
 

@@ -1,0 +1,330 @@
+"""State changes of consent settings. Every change appends a ledger event and issues a
+signed receipt in the caller's transaction: the change, its event and its receipt commit
+together or not at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent import ledger, receipts
+from consent.engine import CHANNEL_NAMES, CHANNELS, State
+from consent.models import (
+    ChannelSetting,
+    ConsentPreferences,
+    ConsentReceipt,
+    TopicConsent,
+    VendorPreference,
+)
+from vault.crypto.keyed_hash import pseudonym
+from vault.crypto.keyring import KeyProvider
+from vault.models import utcnow
+from vault.vendors.models import ContactTopic, Vendor
+
+VAULT_CONTROLLER = "CMR Vault (your own settings)"
+
+
+def subject_of(keys: KeyProvider, user_id: str) -> str:
+    """The customer's stable ledger pseudonym (never any vendor's pairwise sub)."""
+    return pseudonym(keys.secret("pseudonym"), "ledger", user_id)
+
+
+class ConsentError(ValueError):
+    """A consent change that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class VendorSettings:
+    blocked: bool = False
+    cap_per_day: int | None = None
+    cap_per_week: int | None = None
+
+
+@dataclass(frozen=True)
+class TopicChoice:
+    state: State | None  # None: no explicit setting (back to the default)
+    expires_at: datetime | None = None
+
+
+@dataclass
+class ConsentChanges:
+    """What one save asks for; anything left as None is not touched."""
+
+    channels: dict[str, bool] | None = None
+    quiet_hours: tuple[time, time, str] | None = None
+    clear_quiet_hours: bool = False
+    vendors: dict[str, VendorSettings] = field(default_factory=dict)
+    topics: dict[tuple[str, str], TopicChoice] = field(default_factory=dict)  # (topic_id, channel)
+
+
+@dataclass
+class _Recorder:
+    session: Session
+    keys: KeyProvider
+    user_id: str
+    actor: str
+    source: str
+    subject: str
+    issued: list[ConsentReceipt] = field(default_factory=list)
+
+    def record(
+        self,
+        event_type: str,
+        *,
+        prev: Any,
+        new: Any,
+        purpose: str,
+        category: str,
+        state: str,
+        vendor: Vendor | None = None,
+        channel: str | None = None,
+        topic: str | None = None,
+        notice_version: int | None = None,
+        termination: str = "until you change it in your vault",
+    ) -> None:
+        event = ledger.append(
+            self.session,
+            event_type=event_type,
+            subject=self.subject,
+            actor=self.actor,
+            source=self.source,
+            vendor_id=vendor.id if vendor else None,
+            channel=channel,
+            topic=topic,
+            prev_state=prev,
+            new_state=new,
+            notice_version=notice_version,
+        )
+        self.issued.append(
+            receipts.issue(
+                self.session,
+                self.keys,
+                user_id=self.user_id,
+                vendor_id=vendor.id if vendor else None,
+                kind="consent",
+                subject=self.subject,
+                controller_name=vendor.name if vendor else VAULT_CONTROLLER,
+                policy_url=vendor.privacy_policy_url if vendor else None,
+                collection_method=f"vault {self.source}",
+                purposes=[
+                    receipts.ReceiptPurpose(
+                        purpose=purpose,
+                        category=category,
+                        consent_type="EXPLICIT",
+                        channel=channel,
+                        state=state,
+                        notice_version=notice_version,
+                        termination=termination,
+                    )
+                ],
+                events=[receipts.ReceiptEvent(event.seq, event.hash, event_type)],
+            )
+        )
+
+
+def _fmt(value: time | None) -> str | None:
+    return value.strftime("%H:%M") if value is not None else None
+
+
+def save_consents(
+    session: Session,
+    keys: KeyProvider,
+    user_id: str,
+    changes: ConsentChanges,
+    *,
+    source: str = "ui",
+    actor: str = "customer",
+) -> list[ConsentReceipt]:
+    """Apply one save; only real changes produce events and receipts."""
+    recorder = _Recorder(session, keys, user_id, actor, source, subject_of(keys, user_id))
+    if changes.channels:
+        _save_channels(recorder, changes.channels)
+    if changes.quiet_hours is not None or changes.clear_quiet_hours:
+        _save_quiet_hours(recorder, None if changes.clear_quiet_hours else changes.quiet_hours)
+    for vendor_id, settings in changes.vendors.items():
+        _save_vendor(recorder, vendor_id, settings)
+    for (topic_id, channel), choice in changes.topics.items():
+        _save_topic(recorder, topic_id, channel, choice)
+    session.flush()
+    return recorder.issued
+
+
+def _save_channels(recorder: _Recorder, channels: dict[str, bool]) -> None:
+    session = recorder.session
+    for channel, enabled in channels.items():
+        if channel not in CHANNELS:
+            raise ConsentError(f"unknown channel {channel!r}")
+        row = session.get(ChannelSetting, (recorder.user_id, channel))
+        before = row.enabled if row is not None else True
+        if before == enabled:
+            continue
+        if row is None:
+            session.add(ChannelSetting(user_id=recorder.user_id, channel=channel, enabled=enabled))
+        else:
+            row.enabled = enabled
+        recorder.record(
+            "channel_switched",
+            prev={"enabled": before},
+            new={"enabled": enabled},
+            purpose=f"any contact by {CHANNEL_NAMES[channel]}",
+            category="all",
+            state="granted" if enabled else "withdrawn",
+            channel=channel,
+        )
+
+
+def _save_quiet_hours(recorder: _Recorder, quiet: tuple[time, time, str] | None) -> None:
+    session = recorder.session
+    row = session.get(ConsentPreferences, recorder.user_id)
+    before = (
+        {"start": row.quiet_start, "end": row.quiet_end, "timezone": row.timezone}
+        if row is not None and row.quiet_start
+        else None
+    )
+    after = (
+        {"start": _fmt(quiet[0]), "end": _fmt(quiet[1]), "timezone": quiet[2]} if quiet else None
+    )
+    if before == after:
+        return
+    if row is None:
+        row = ConsentPreferences(user_id=recorder.user_id)
+        session.add(row)
+    row.quiet_start = after["start"] if after else None
+    row.quiet_end = after["end"] if after else None
+    row.timezone = after["timezone"] if after else None
+    recorder.record(
+        "quiet_hours_set",
+        prev=before,
+        new=after,
+        purpose="quiet hours for every business",
+        category="all",
+        state="granted" if after is None else "restricted",
+    )
+
+
+def _vendor(session: Session, vendor_id: str) -> Vendor:
+    vendor = session.get(Vendor, vendor_id)
+    if vendor is None:
+        raise ConsentError("unknown business")
+    return vendor
+
+
+def _save_vendor(recorder: _Recorder, vendor_id: str, settings: VendorSettings) -> None:
+    session = recorder.session
+    vendor = _vendor(session, vendor_id)
+    for cap in (settings.cap_per_day, settings.cap_per_week):
+        if cap is not None and not 0 <= cap <= 1000:
+            raise ConsentError("a frequency cap is a whole number from 0 to 1000")
+    row = session.get(VendorPreference, (recorder.user_id, vendor_id))
+    before = VendorSettings(row.blocked, row.cap_per_day, row.cap_per_week) if row else None
+    before = before or VendorSettings()
+    if before == settings:
+        return
+    if row is None:
+        row = VendorPreference(user_id=recorder.user_id, vendor_id=vendor_id)
+        session.add(row)
+    row.blocked, row.cap_per_day, row.cap_per_week = (
+        settings.blocked,
+        settings.cap_per_day,
+        settings.cap_per_week,
+    )
+    if before.blocked != settings.blocked:
+        recorder.record(
+            "vendor_blocked" if settings.blocked else "vendor_unblocked",
+            prev={"blocked": before.blocked},
+            new={"blocked": settings.blocked},
+            purpose=f"any contact from {vendor.name}",
+            category="all",
+            state="withdrawn" if settings.blocked else "granted",
+            vendor=vendor,
+        )
+    caps_before = {"per_day": before.cap_per_day, "per_week": before.cap_per_week}
+    caps_after = {"per_day": settings.cap_per_day, "per_week": settings.cap_per_week}
+    if caps_before != caps_after:
+        recorder.record(
+            "caps_set",
+            prev=caps_before,
+            new=caps_after,
+            purpose=f"how often {vendor.name} may contact you",
+            category="all",
+            state="restricted",
+            vendor=vendor,
+        )
+
+
+def _save_topic(recorder: _Recorder, topic_id: str, channel: str, choice: TopicChoice) -> None:
+    session = recorder.session
+    if channel not in CHANNELS:
+        raise ConsentError(f"unknown channel {channel!r}")
+    topic = session.get(ContactTopic, topic_id)
+    if topic is None:
+        raise ConsentError("unknown topic")
+    if choice.expires_at is not None and choice.expires_at <= utcnow():
+        raise ConsentError("an expiry date must lie in the future")
+    row = session.get(TopicConsent, (recorder.user_id, topic_id, channel))
+    before = (
+        {
+            "state": row.state,
+            "expires_at": ledger.timestamp(row.expires_at) if row.expires_at else None,
+            "notice_version": row.notice_version,
+        }
+        if row is not None
+        else None
+    )
+    if choice.state is None:
+        after = None
+    else:
+        after = {
+            "state": str(choice.state),
+            "expires_at": ledger.timestamp(choice.expires_at) if choice.expires_at else None,
+            "notice_version": topic.version,
+        }
+    if before == after:
+        return
+    if after is None:
+        session.delete(row)
+    else:
+        if row is None:
+            row = TopicConsent(
+                user_id=recorder.user_id,
+                topic_id=topic_id,
+                channel=channel,
+                vendor_id=topic.vendor_id,
+            )
+            session.add(row)
+        row.state = str(choice.state)
+        row.expires_at = choice.expires_at
+        row.notice_version = topic.version
+        row.source = recorder.source
+    event_type = {None: "topic_cleared", "granted": "topic_granted", "withdrawn": "topic_withdrawn"}
+    recorder.record(
+        event_type[after["state"] if after else None],
+        prev=before,
+        new=after,
+        purpose=topic.name,
+        category=topic.purpose,
+        state=after["state"] if after else "default",
+        vendor=topic.vendor,
+        channel=channel,
+        topic=topic.name,
+        notice_version=topic.version,
+        termination=(
+            f"expires {choice.expires_at:%Y-%m-%d}"
+            if choice.expires_at
+            else "until you withdraw it in your vault"
+        ),
+    )
+
+
+def list_receipts(session: Session, user_id: str) -> list[ConsentReceipt]:
+    return list(
+        session.scalars(
+            select(ConsentReceipt)
+            .where(ConsentReceipt.user_id == user_id)
+            .order_by(ConsentReceipt.created_at.desc(), ConsentReceipt.ledger_seq.desc())
+        )
+    )

@@ -1,0 +1,1 @@
+"""The customer's consent pages (/consents): thin views over the ``consent`` package."""
