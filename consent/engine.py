@@ -18,6 +18,7 @@ cap reached -> deny.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -81,23 +82,46 @@ class QuietHours:
         return local >= self.start or local < self.end
 
     def next_end(self, at: datetime) -> datetime:
-        """The first instant after ``at`` that lies outside the window (DST-safe)."""
+        """The first instant after ``at`` at which the local clock reaches (or, across a DST
+        gap, jumps over) ``end`` and that lies outside the window (DST-safe)."""
         zone = ZoneInfo(self.timezone)
-        local = at.astimezone(zone)
-        day = local.date()
+        day = at.astimezone(zone).date()
+        candidates = []
         for offset in range(0, 3):
-            for fold in (0, 1):
-                candidate = datetime.combine(
-                    day + timedelta(days=offset), self.end, tzinfo=zone
-                ).replace(fold=fold)
-                instant = candidate.astimezone(UTC)
-                if instant > at and not self.contains(instant):
-                    return instant
+            wall = datetime.combine(day + timedelta(days=offset), self.end)
+            first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+            second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+            candidates += [first, second]
+            if first > second:
+                # ``end`` does not exist that day (the clocks jump over it): the window
+                # ends at the jump, which lies between the two readings of ``end``.
+                candidates.append(_transition(zone, second, first))
+        for instant in sorted(candidates):
+            if instant > at and not self.contains(instant):
+                return instant
         # Only reachable for pathological zones; step forward minute by minute.
         probe = at
         while self.contains(probe):
             probe += timedelta(minutes=1)
         return probe
+
+
+def _transition(zone: ZoneInfo, before: datetime, after: datetime) -> datetime:
+    """The instant in ``(before, after]`` at which ``zone``'s UTC offset changes (zone
+    transitions fall on whole seconds)."""
+
+    def offset(second: int) -> timedelta | None:
+        return datetime.fromtimestamp(second, UTC).astimezone(zone).utcoffset()
+
+    low, high = math.floor(before.timestamp()), math.ceil(after.timestamp())
+    start = offset(low)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if offset(middle) == start:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 @dataclass(frozen=True)
