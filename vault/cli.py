@@ -26,6 +26,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(keys_group)
     app.cli.add_command(vendors)
+    app.cli.add_command(ledger_group)
 
 
 @click.group(help="Staff and customer accounts.")
@@ -182,3 +183,40 @@ def rotate_signing(publish_days: int) -> None:
     click.echo(
         json.dumps({"current": {alg: row.kid for alg, row in rows.items()}, "retired": retired})
     )
+
+
+@click.group("ledger", help="The hash-chained consent ledger.")
+def ledger_group() -> None:
+    pass
+
+
+@ledger_group.command("verify")
+@with_appcontext
+def verify_ledger() -> None:
+    """Recompute every event's hash and link from the first to the head.
+
+    Prints the head (seq and hash) and exits 0, or names the first broken event and
+    exits 1. The progress bar goes to stderr, so stdout stays JSON."""
+    from consent import ledger
+    from vault.extensions import db
+
+    total = ledger.count_events(db.session)
+    with click.progressbar(length=total, label="verifying ledger", file=sys.stderr) as bar:
+        result = ledger.verify(db.session, on_progress=bar.update)
+    db.session.rollback()
+    if result.ok:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "head_seq": result.head_seq,
+                    "head_hash": result.head_hash,
+                    "count": result.count,
+                }
+            )
+        )
+        return
+    click.echo(
+        json.dumps({"ok": False, "broken_seq": result.broken_seq, "problem": result.problem})
+    )
+    sys.exit(1)

@@ -1,0 +1,341 @@
+"""The hash-chained ledger: append, verify, tamper detection and concurrent writers.
+
+Every test runs on SQLite (a file) and PostgreSQL (a schema of its own). The concurrency
+tests start real threads and real processes (spawn) that each build their own app and
+engine from the same database URL, so the head-row lock is exercised across connections
+and across processes, not just inside one session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from consent import ledger
+from consent.models import LedgerEvent
+from vault import create_app
+from vault.extensions import db
+
+if TYPE_CHECKING:
+    from tests.conftest import TestDatabase
+
+EVENTS = 5
+POSITIONS = (1, 3, 5)  # first, middle, last
+
+
+def _append(number: int, *, source: str = "ui", writer: str = "test") -> ledger.Appended:
+    return ledger.append(
+        db.session,
+        event_type="topic_consent",
+        subject=f"subject-{number % 7}",
+        actor=f"customer:{writer}",
+        source=source,
+        vendor_id="0b9c1f7e-1234-4d6f-9a1b-2c3d4e5f6a7b",
+        channel="email",
+        topic=f"newsletter-{number}",
+        prev_state={"state": "withdrawn", "expires_at": None},
+        new_state={"state": "granted", "expires_at": None, "note": "café ✓"},
+        notice_version=3,
+    )
+
+
+def _fill(app: Flask, count: int = EVENTS) -> list[ledger.Appended]:
+    with app.app_context():
+        appended = [_append(number) for number in range(count)]
+        db.session.commit()
+        return appended
+
+
+def _verify(app: Flask) -> ledger.Verification:
+    with app.app_context():
+        try:
+            return ledger.verify(db.session)
+        finally:
+            db.session.remove()
+
+
+def _cli_verify(app: Flask) -> tuple[int, dict[str, Any]]:
+    result = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# --- basics ----------------------------------------------------------------------------------
+
+
+def test_append_chains_events_and_verify_reports_the_head(app: Flask) -> None:
+    appended = _fill(app)
+    assert [event.seq for event in appended] == [1, 2, 3, 4, 5]
+    with app.app_context():
+        rows = list(ledger.stream(db.session))
+    assert rows[0]["prev_hash"] == ledger.GENESIS
+    for before, row in itertools.pairwise(rows):
+        assert row["prev_hash"] == before["hash"]
+    for row in rows:
+        # The definition: SHA-256 over json.dumps of the 13 hashed fields, sorted, compact.
+        body = {name: row[name] for name in ledger.HASHED_FIELDS}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert hashlib.sha256(text.encode()).hexdigest() == row["hash"]
+    assert json.loads(rows[0]["new_state"]) == {
+        "state": "granted",
+        "expires_at": None,
+        "note": "café ✓",
+    }
+
+    result = _verify(app)
+    assert result.ok and result.count == 5
+    assert (result.head_seq, result.head_hash) == (5, appended[-1].hash)
+    code, output = _cli_verify(app)
+    assert code == 0
+    assert output == {"ok": True, "head_seq": 5, "head_hash": appended[-1].hash, "count": 5}
+
+
+def test_empty_ledger_verifies(app: Flask) -> None:
+    code, output = _cli_verify(app)
+    assert code == 0
+    assert output == {"ok": True, "head_seq": 0, "head_hash": ledger.GENESIS, "count": 0}
+
+
+def test_append_refuses_an_unknown_source(app: Flask) -> None:
+    with app.app_context(), pytest.raises(ValueError, match="source"):
+        _append(1, source="fax")
+
+
+def test_rolled_back_append_leaves_no_trace(app: Flask) -> None:
+    _fill(app, 2)
+    with app.app_context():
+        _append(99)
+        db.session.rollback()
+        assert _append(3).seq == 3
+        db.session.commit()
+    assert _verify(app).ok
+
+
+AWKWARD = [
+    "",
+    'quote " backslash \\ slash /',
+    "control \x00\x01\x1f\x7f \b\f\n\r\t",
+    "unicode café ✓ 𝄞 \u2028\u2029 \ufeff",
+    "zeros 0000",
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_fast_canonical_encoding_is_byte_for_byte_json_dumps(text: str) -> None:
+    event = {
+        "seq": 2**40 + 1,
+        "at": text,
+        "event_type": text,
+        "subject": text,
+        "vendor_id": None,
+        "channel": text,
+        "topic": None,
+        "prev_state": text,
+        "new_state": text,
+        "actor": text,
+        "source": "ui",
+        "notice_version": 0,
+        "prev_hash": text,
+    }
+    row = tuple(event[name] for name in ledger.HASHED_FIELDS)
+    assert ledger.canonical_row(row) == ledger.canonical_bytes(event)
+    # Values the database never returns still fall back to json.dumps itself.
+    odd = {**event, "notice_version": True, "topic": 1.5}
+    odd_row = tuple(odd[name] for name in ledger.HASHED_FIELDS)
+    assert ledger.canonical_row(odd_row) == ledger.canonical_bytes(odd)
+
+
+# --- tampering -------------------------------------------------------------------------------
+
+
+def _altered(column: str, value: Any, seq: int) -> Any:
+    """The stored value with exactly one character (one byte) changed."""
+    if column == "seq":
+        return seq + 6  # 1 -> 7, 3 -> 9, 5 -> 11: a different seq, unused, one edit
+    if column == "notice_version":
+        return value + 1  # 3 -> 4
+    text = str(value)
+    index = len(text) // 2
+    replacement = "0" if text[index] != "0" else "1"
+    assert len(replacement.encode()) == len(text[index].encode()) == 1
+    return text[:index] + replacement + text[index + 1 :]
+
+
+@pytest.mark.parametrize("column", [*ledger.HASHED_FIELDS, "hash"])
+def test_changing_one_byte_of_any_column_names_that_event(
+    app: Flask, database: TestDatabase, column: str
+) -> None:
+    _fill(app)
+    engine = database.engine()
+    table = LedgerEvent.__table__
+    try:
+        for seq in POSITIONS:
+            with engine.begin() as conn:
+                original = conn.execute(
+                    sa.select(table.c[column]).where(table.c.seq == seq)
+                ).scalar_one()
+                assert original is not None
+                changed = _altered(column, original, seq)
+                conn.execute(sa.update(table).where(table.c.seq == seq).values({column: changed}))
+            result = _verify(app)
+            assert not result.ok, (column, seq)
+            assert result.broken_seq == seq, (column, seq, result)
+            code, output = _cli_verify(app)
+            assert code == 1
+            assert output["ok"] is False and output["broken_seq"] == seq
+            assert output["problem"]
+
+            where = table.c.seq == (changed if column == "seq" else seq)
+            with engine.begin() as conn:
+                conn.execute(sa.update(table).where(where).values({column: original}))
+            assert _verify(app).ok
+    finally:
+        engine.dispose()
+
+
+def test_deleting_the_last_event_is_detected(app: Flask, database: TestDatabase) -> None:
+    _fill(app)
+    engine = database.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(LedgerEvent.__table__).where(LedgerEvent.__table__.c.seq == 5))
+    finally:
+        engine.dispose()
+    result = _verify(app)
+    assert not result.ok
+    assert result.broken_seq == 5 and result.count == 4
+    assert "head" in (result.problem or "")
+    code, output = _cli_verify(app)
+    assert code == 1 and output["broken_seq"] == 5
+
+
+def test_deleting_an_event_in_the_middle_is_a_gap(app: Flask, database: TestDatabase) -> None:
+    _fill(app)
+    engine = database.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(LedgerEvent.__table__).where(LedgerEvent.__table__.c.seq == 2))
+    finally:
+        engine.dispose()
+    result = _verify(app)
+    assert not result.ok and result.broken_seq == 2
+    assert "gap" in (result.problem or "")
+
+
+def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
+    """A second event on the same predecessor (a fork) breaks the unique prev_hash."""
+    appended = _fill(app, 3)
+    engine = database.engine()
+    event = {
+        "seq": 4,
+        "at": ledger.timestamp(datetime.now(UTC)),
+        "event_type": "topic_consent",
+        "subject": "fork",
+        "vendor_id": None,
+        "channel": None,
+        "topic": None,
+        "prev_state": "null",
+        "new_state": "null",
+        "actor": "attacker",
+        "source": "system",
+        "notice_version": None,
+        "prev_hash": appended[1].hash,  # the predecessor of seq 3
+    }
+    try:
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(
+                sa.insert(LedgerEvent.__table__).values(**event, hash=ledger.event_hash(event))
+            )
+    finally:
+        engine.dispose()
+    assert _verify(app).ok
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+THREADS = 4
+PROCESSES = 4
+PER_WRITER = 50
+
+
+def _assert_one_unbroken_chain(app: Flask, total: int) -> None:
+    with app.app_context():
+        seqs = db.session.execute(sa.select(LedgerEvent.seq).order_by(LedgerEvent.seq)).scalars()
+        assert list(seqs) == list(range(1, total + 1))
+        actors = db.session.execute(
+            sa.select(LedgerEvent.actor, sa.func.count()).group_by(LedgerEvent.actor)
+        ).all()
+        db.session.remove()
+    assert all(count == PER_WRITER for _, count in actors)
+    code, output = _cli_verify(app)
+    assert code == 0, output
+    assert output["ok"] is True
+    assert output["count"] == output["head_seq"] == total
+
+
+def test_threads_appending_at_once_make_one_chain(app: Flask) -> None:
+    start = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        try:
+            with app.app_context():
+                start.wait()
+                for index in range(PER_WRITER):
+                    _append(index, writer=f"thread-{number}")
+                    db.session.commit()
+                db.session.remove()
+        except BaseException as exc:  # reported below, with the thread's traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    _assert_one_unbroken_chain(app, THREADS * PER_WRITER)
+
+
+def _process_writer(config: dict[str, Any], number: int, start: Any, failures: Any) -> None:
+    """Runs in a spawned process: its own app, engine and connection pool."""
+    try:
+        child = create_app(config)
+        with child.app_context():
+            start.wait(timeout=120)
+            for index in range(PER_WRITER):
+                _append(index, source="api", writer=f"process-{number}")
+                db.session.commit()
+            db.session.remove()
+            db.engine.dispose()
+    except BaseException as exc:
+        failures.put(f"process {number}: {exc!r}")
+        raise
+
+
+def test_processes_appending_at_once_make_one_chain(app: Flask, app_config: dict[str, Any]) -> None:
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(PROCESSES)
+    failures = context.Queue()
+    processes = [
+        context.Process(target=_process_writer, args=(app_config, n, start, failures))
+        for n in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    messages = []
+    while not failures.empty():
+        messages.append(failures.get())
+    assert not messages, messages
+    assert [process.exitcode for process in processes] == [0] * PROCESSES
+    _assert_one_unbroken_chain(app, PROCESSES * PER_WRITER)
