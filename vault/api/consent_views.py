@@ -1,10 +1,173 @@
-"""The vendor consent API under /api/v1 (client credentials; scopes consent:*)."""
+"""The vendor consent API under /api/v1 (client credentials; scopes consent:*).
+
+Every call acts for the vendor that owns the token's client: another vendor's subjects and
+topics do not exist for it. Client-credentials tokens see all of the vendor's subjects (the
+customers who have or had a grant with it). A token from the authorization code flow is
+accepted too if it carries the scope, but it speaks for one customer: it sees that
+customer's subject only, every other ``sub`` is unknown to it.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
 
-from vault.extensions import csrf
+from authlib.integrations.flask_oauth2 import current_token
+from flask import Blueprint, jsonify, request, url_for
+from marshmallow import ValidationError
+from werkzeug.wrappers import Response
+
+from consent import vendor_api
+from consent.models import ConsentRequest
+from vault.accounts.models import AccountStatus, User
+from vault.api.consent_schemas import CheckBatchSchema, ConsentRequestInputSchema
+from vault.api.problems import problem
+from vault.api.views import _api_limit, _client_key
+from vault.extensions import csrf, db, limiter
+from vault.models import utcnow
+from vault.oauth.scopes import pairwise_sub
+from vault.oauth.server import issuer, require_oauth
+from vault.services import keys
+from vault.vendors.models import Vendor
 
 bp = Blueprint("consent_api", __name__)
 csrf.exempt(bp)  # bearer tokens, never cookies
+
+# Built once: schema construction deep-copies fields.
+check_batch_schema = CheckBatchSchema()
+request_input_schema = ConsentRequestInputSchema()
+
+# 10,000 items with 64-character subs are about 1.2 MB of JSON: above the app-wide limit.
+CHECK_MAX_BYTES = 4 * 1024 * 1024
+
+
+def _vendor() -> Vendor:
+    vendor = db.session.get(Vendor, current_token.client.vendor_id)
+    assert vendor is not None  # a client's vendor cascades with it
+    return vendor
+
+
+def _subjects(vendor: Vendor) -> dict[str, str]:
+    return vendor_api.vendor_subjects(db.session, keys(), vendor.id, current_token.user_id)
+
+
+def _invalid(errors: Any) -> Response:
+    return problem(
+        422,
+        "invalid-request",
+        "Invalid request body",
+        "The request body does not match the schema; see errors.",
+        errors=errors,
+    )
+
+
+def _json_body() -> Any:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _unknown_subject() -> Response:
+    return problem(
+        404, "unknown-subject", "Unknown subject", "This sub is not one of your customers."
+    )
+
+
+@bp.get("/api/v1/consents/<sub>")
+@require_oauth("consent:read")
+@limiter.limit(_api_limit, key_func=_client_key)
+def subject_consents(sub: str) -> Response:
+    """This vendor's settings and current decisions for one subject."""
+    vendor = _vendor()
+    user_id = _subjects(vendor).get(sub)
+    view = (
+        vendor_api.subject_view(db.session, vendor, sub, user_id, utcnow())
+        if user_id is not None
+        else None
+    )
+    db.session.rollback()
+    if view is None:
+        return _unknown_subject()
+    return _no_store(jsonify(view))
+
+
+@bp.post("/api/v1/consents/check")
+@require_oauth("consent:check")
+@limiter.limit(_api_limit, key_func=_client_key)
+def check() -> Response:
+    """A batch of up to 10,000 (sub, channel, topic): one result per item, in order."""
+    request.max_content_length = CHECK_MAX_BYTES
+    body = _json_body()
+    if body is None:
+        return _invalid({"_schema": ['a JSON object {"items": [...]}']})
+    try:
+        batch = check_batch_schema.load(body)
+    except ValidationError as error:
+        return _invalid(error.messages)
+    results = vendor_api.check_batch(
+        db.session, keys(), _vendor(), batch["items"], utcnow(), only_user=current_token.user_id
+    )
+    db.session.rollback()
+    return _no_store(jsonify(results=results))
+
+
+def _request_response(row: ConsentRequest, sub: str, status: int) -> Response:
+    response = jsonify(vendor_api.request_view(db.session, row, sub))
+    response.status_code = status
+    response.headers["Location"] = issuer() + url_for(
+        "consent_api.consent_request", request_id=row.id
+    )
+    return _no_store(response)
+
+
+@bp.post("/api/v1/consent-requests")
+@require_oauth("consent:request")
+@limiter.limit(_api_limit, key_func=_client_key)
+def create_consent_request() -> Response:
+    """Propose topics and channels to a subject; 201 new, 200 an identical pending one."""
+    body = _json_body()
+    if body is None:
+        return _invalid({"_schema": ["a JSON object"]})
+    try:
+        data = request_input_schema.load(body)
+    except ValidationError as error:
+        return _invalid(error.messages)
+    vendor = _vendor()
+    user_id = _subjects(vendor).get(data["sub"])
+    user = db.session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        return _unknown_subject()
+    try:
+        result = vendor_api.request_consent(
+            db.session,
+            vendor,
+            user.id,
+            data["topics"],
+            data["channels"],
+            data["message"],
+            account_active=user.status == AccountStatus.ACTIVE,
+        )
+    except vendor_api.RequestError as error:
+        db.session.rollback()
+        return problem(422, error.slug, error.title, error.detail)
+    db.session.commit()
+    return _request_response(result.request, data["sub"], 201 if result.created else 200)
+
+
+@bp.get("/api/v1/consent-requests/<request_id>")
+@require_oauth("consent:request")
+@limiter.limit(_api_limit, key_func=_client_key)
+def consent_request(request_id: str) -> Response:
+    """One of this vendor's requests, with the customer's answer once given."""
+    vendor = _vendor()
+    row = db.session.get(ConsentRequest, request_id)
+    only_user = current_token.user_id
+    if row is None or row.vendor_id != vendor.id or only_user not in (None, row.user_id):
+        db.session.rollback()
+        return problem(404, "not-found", "Not found", "No such consent request of yours.")
+    response = _request_response(row, pairwise_sub(keys(), vendor.id, row.user_id), 200)
+    db.session.rollback()
+    return response

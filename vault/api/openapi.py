@@ -8,8 +8,16 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import url_for
 
+from vault.api.consent_schemas import (
+    MAX_BATCH,
+    CheckBatchSchema,
+    CheckResponseSchema,
+    ConsentRequestInputSchema,
+    ConsentRequestSchema,
+    SubjectConsentsSchema,
+)
 from vault.api.schemas import ProblemSchema, ProfileClaimsSchema
-from vault.oauth.scopes import ALL_SCOPES
+from vault.oauth.scopes import ALL_SCOPES, API_SCOPES
 from vault.oauth.server import issuer
 
 PROBLEM = {"application/problem+json": {"schema": "Problem"}}
@@ -25,12 +33,21 @@ def build_spec() -> dict[str, Any]:
         info={
             "description": "Read the profile data a customer granted you. Authorize with "
             "OAuth 2.0 (authorization code + PKCE S256); discovery at "
-            "/.well-known/openid-configuration. Errors are RFC 9457 problem documents."
+            "/.well-known/openid-configuration. Errors are RFC 9457 problem documents. "
+            "The consent API (/api/v1/consents, /api/v1/consent-requests) acts for your "
+            "business: use the client credentials grant with the consent:* scopes. A token "
+            "from the authorization code flow that carries those scopes is accepted too, but "
+            "it speaks for its one customer: every other subject is unknown to it."
         },
         servers=[{"url": base}],
     )
     spec.components.schema("ProfileClaims", schema=ProfileClaimsSchema)
     spec.components.schema("Problem", schema=ProblemSchema)
+    spec.components.schema("CheckBatch", schema=CheckBatchSchema)
+    spec.components.schema("CheckResponse", schema=CheckResponseSchema)
+    spec.components.schema("SubjectConsents", schema=SubjectConsentsSchema)
+    spec.components.schema("ConsentRequestInput", schema=ConsentRequestInputSchema)
+    spec.components.schema("ConsentRequest", schema=ConsentRequestSchema)
     spec.components.security_scheme(
         "oauth2",
         {
@@ -41,6 +58,10 @@ def build_spec() -> dict[str, Any]:
                     "tokenUrl": base + url_for("oauth.token"),
                     "refreshUrl": base + url_for("oauth.token"),
                     "scopes": {name: info.description for name, info in ALL_SCOPES.items()},
+                },
+                "clientCredentials": {
+                    "tokenUrl": base + url_for("oauth.token"),
+                    "scopes": {name: info.description for name, info in API_SCOPES.items()},
                 },
             },
         },
@@ -69,4 +90,121 @@ def build_spec() -> dict[str, Any]:
             }
         },
     )
+    _consent_paths(spec)
     return spec.to_dict()
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*extra: tuple[str, str]) -> dict[str, Any]:
+    responses = {
+        "401": {"description": "Missing, invalid, expired or revoked token", "content": PROBLEM},
+        "403": {
+            "description": "The token lacks the scope (insufficient_scope)",
+            "content": PROBLEM,
+        },
+        "429": {"description": "Rate limit of your client reached", "content": PROBLEM},
+    }
+    for status, description in extra:
+        responses[status] = {"description": description, "content": PROBLEM}
+    return responses
+
+
+SUB_PARAMETER = {
+    "name": "sub",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The customer's pairwise subject id for your business",
+}
+
+
+def _consent_paths(spec: APISpec) -> None:
+    spec.path(
+        path="/api/v1/consents/{sub}",
+        operations={
+            "get": {
+                "summary": "One customer's settings towards your business, and what they mean",
+                "description": "The customer's switches that concern you (channels off, "
+                "blocked, caps, quiet hours) and, for every topic you declared on every "
+                "channel, their explicit choice and the decision right now, with its rule and "
+                "reason.",
+                "parameters": [SUB_PARAMETER],
+                "security": [{"oauth2": ["consent:read"]}],
+                "responses": {
+                    "200": {
+                        "description": "Settings and decisions",
+                        "content": _json("SubjectConsents"),
+                    },
+                    **_errors(("404", "Not one of your customers (unknown-subject)")),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/v1/consents/check",
+        operations={
+            "post": {
+                "summary": f"Check up to {MAX_BATCH:,} contacts in one call",
+                "description": "One result per item, in the order of the request: a "
+                "decision (`outcome` allow, deny or defer; `rule`; `reason` in the customer's "
+                "words; `not_before` when deferred) or an `error` for that item alone "
+                "(`unknown_subject`: not one of your customers; `unknown_topic`: not a topic "
+                "you declared; `unknown_channel`). Only a malformed batch (not an object "
+                "with a list of items, more than the maximum, missing fields, wrong types, "
+                "unknown members) fails as a whole with 422. Request bodies up to 4 MiB.",
+                "security": [{"oauth2": ["consent:check"]}],
+                "requestBody": {"required": True, "content": _json("CheckBatch")},
+                "responses": {
+                    "200": {"description": "The results", "content": _json("CheckResponse")},
+                    **_errors(("422", "Malformed batch (invalid-request, with errors)")),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/v1/consent-requests",
+        operations={
+            "post": {
+                "summary": "Propose topics and channels to a customer",
+                "description": "The customer sees the request with your message in the vault "
+                "and answers there. Sending the same topics and channels again while a "
+                "request is pending returns that request (200) instead of a new one.",
+                "security": [{"oauth2": ["consent:request"]}],
+                "requestBody": {"required": True, "content": _json("ConsentRequestInput")},
+                "responses": {
+                    "201": {"description": "Created (pending)", "content": _json("ConsentRequest")},
+                    "200": {
+                        "description": "An identical request is already pending",
+                        "content": _json("ConsentRequest"),
+                    },
+                    **_errors(
+                        ("404", "Not one of your customers (unknown-subject)"),
+                        (
+                            "422",
+                            "Invalid body (invalid-request), a topic you did not declare "
+                            "(unknown-topic) or a closed account (account-closed)",
+                        ),
+                    ),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/v1/consent-requests/{id}",
+        operations={
+            "get": {
+                "summary": "One of your consent requests and its status",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "security": [{"oauth2": ["consent:request"]}],
+                "responses": {
+                    "200": {"description": "The request", "content": _json("ConsentRequest")},
+                    **_errors(("404", "No such request of yours")),
+                },
+            }
+        },
+    )

@@ -1,0 +1,248 @@
+"""What the vendor consent API computes, without HTTP: subjects, batch checks, one
+customer's view and consent requests. Every function is scoped to one vendor: another
+vendor's customers and topics simply do not exist here.
+
+A vendor's subjects are the customers who have (or had) an OAuth grant with it, named by
+their pairwise ``sub`` (an HMAC of vendor id and user id, not invertible). To map a ``sub``
+back, the pairwise ids of the vendor's customers are computed per request: one query for
+the user ids and one keyed hash each (about 1.3 µs), i.e. ~13 ms per 10,000 customers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.engine import CHANNELS, Decision, Topic, decide
+from consent.engine import Vendor as EngineVendor
+from consent.models import ConsentRequest
+from consent.snapshot import load_consents
+from vault.crypto.keyring import KeyProvider
+from vault.oauth.models import Grant
+from vault.vendors.models import ContactTopic, Vendor
+
+UNKNOWN_SUBJECT = "unknown_subject"
+UNKNOWN_TOPIC = "unknown_topic"
+UNKNOWN_CHANNEL = "unknown_channel"
+
+
+def vendor_subjects(
+    session: Session, keys: KeyProvider, vendor_id: str, only_user: str | None = None
+) -> dict[str, str]:
+    """``sub -> user_id`` of every customer who has or had a grant with the vendor.
+
+    With ``only_user`` (a token issued for one customer), just that customer, if they are
+    one of the vendor's. Same digest as ``vault.oauth.scopes.pairwise_sub``.
+    """
+    query = select(Grant.user_id).where(Grant.vendor_id == vendor_id).distinct()
+    if only_user is not None:
+        query = query.where(Grant.user_id == only_user)
+    user_ids = session.scalars(query).all()
+    base = hmac.new(keys.secret("pseudonym"), f"sub:{vendor_id}".encode() + b"\x00", hashlib.sha256)
+    subjects: dict[str, str] = {}
+    for user_id in user_ids:
+        digest = base.copy()
+        digest.update(user_id.encode())
+        subjects[digest.hexdigest()] = user_id
+    return subjects
+
+
+def vendor_topics(session: Session, vendor_id: str) -> dict[str, ContactTopic]:
+    return {
+        topic.name: topic
+        for topic in session.scalars(
+            select(ContactTopic).where(ContactTopic.vendor_id == vendor_id)
+        )
+    }
+
+
+def _decision(decision: Decision, entry: dict[str, Any]) -> dict[str, Any]:
+    entry["outcome"] = decision.outcome.value
+    entry["rule"] = decision.rule.value
+    entry["reason"] = decision.reason
+    if decision.not_before is not None:
+        entry["not_before"] = decision.not_before.isoformat()
+    return entry
+
+
+def check_batch(
+    session: Session,
+    keys: KeyProvider,
+    vendor: Vendor,
+    items: Sequence[dict[str, str]],
+    now: datetime,
+    *,
+    only_user: str | None = None,
+) -> list[dict[str, Any]]:
+    """One result per item, in order: a decision, or an error for that item alone.
+
+    Everything is loaded up front (subjects, topics, one batch snapshot of the customers
+    named), then ``decide`` runs in memory for each item.
+    """
+    subjects = vendor_subjects(session, keys, vendor.id, only_user)
+    topics = {
+        name: Topic(topic.name, topic.purpose)
+        for name, topic in vendor_topics(session, vendor.id).items()
+    }
+    wanted = {subjects[item["sub"]] for item in items if item["sub"] in subjects}
+    consents = load_consents(session, wanted, now, vendor_id=vendor.id)
+    who = EngineVendor(vendor.id, vendor.name)
+    channels = frozenset(CHANNELS)
+    results: list[dict[str, Any]] = []
+    append = results.append
+    for item in items:
+        sub, channel, topic_name = item["sub"], item["channel"], item["topic"]
+        entry: dict[str, Any] = {"sub": sub, "channel": channel, "topic": topic_name}
+        user_id = subjects.get(sub)
+        customer = consents.get(user_id) if user_id is not None else None
+        topic = topics.get(topic_name)
+        if customer is None:
+            entry["error"] = UNKNOWN_SUBJECT
+        elif topic is None:
+            entry["error"] = UNKNOWN_TOPIC
+        elif channel not in channels:
+            entry["error"] = UNKNOWN_CHANNEL
+        else:
+            _decision(decide(customer, who, channel, topic, now), entry)
+        append(entry)
+    return results
+
+
+def subject_view(
+    session: Session, vendor: Vendor, sub: str, user_id: str, now: datetime
+) -> dict[str, Any] | None:
+    """The customer's settings that concern the vendor and the decision for every declared
+    topic on every channel; None if the customer no longer exists."""
+    consents = load_consents(session, [user_id], now, vendor_id=vendor.id).get(user_id)
+    if consents is None:
+        return None
+    who = EngineVendor(vendor.id, vendor.name)
+    topics = []
+    for name, row in sorted(vendor_topics(session, vendor.id).items()):
+        topic = Topic(row.name, row.purpose)
+        channels = []
+        for channel in CHANNELS:
+            setting = consents.topics.get((vendor.id, name, channel))
+            entry: dict[str, Any] = {
+                "channel": channel,
+                "setting": None
+                if setting is None
+                else {
+                    "state": setting.state.value,
+                    "expires_at": setting.expires_at.isoformat() if setting.expires_at else None,
+                    "notice_version": setting.notice_version,
+                },
+            }
+            channels.append(_decision(decide(consents, who, channel, topic, now), entry))
+        topics.append(
+            {"topic": name, "purpose": row.purpose, "version": row.version, "channels": channels}
+        )
+    caps = consents.caps.get(vendor.id)
+    quiet = consents.quiet_hours
+    return {
+        "sub": sub,
+        "at": now.isoformat(),
+        "account_active": consents.account_active,
+        "active_relationship": vendor.id in consents.active_grant_vendors,
+        "blocked": vendor.id in consents.blocked_vendors,
+        "caps": {
+            "per_day": caps.per_day if caps else None,
+            "per_week": caps.per_week if caps else None,
+        },
+        "channels_off": [c for c in CHANNELS if c in consents.channels_off],
+        "quiet_hours": None
+        if quiet is None
+        else {
+            "start": quiet.start.strftime("%H:%M"),
+            "end": quiet.end.strftime("%H:%M"),
+            "timezone": quiet.timezone,
+        },
+        "topics": topics,
+    }
+
+
+class RequestError(ValueError):
+    """A consent request that cannot be accepted: ``slug`` and a message for the vendor."""
+
+    def __init__(self, slug: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.slug, self.title, self.detail = slug, title, detail
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    request: ConsentRequest
+    created: bool  # False: an identical pending request already existed
+
+
+def request_consent(
+    session: Session,
+    vendor: Vendor,
+    user_id: str,
+    topic_names: Iterable[str],
+    channels: Iterable[str],
+    message: str,
+    *,
+    account_active: bool,
+) -> RequestResult:
+    """Store a pending request; an identical pending one (same topics and channels) is
+    returned instead of a second copy."""
+    if not account_active:
+        raise RequestError(
+            "account-closed", "Account closed", "This customer closed their account."
+        )
+    declared = vendor_topics(session, vendor.id)
+    names = list(dict.fromkeys(topic_names))
+    unknown = [name for name in names if name not in declared]
+    if unknown:
+        raise RequestError(
+            "unknown-topic",
+            "Unknown topic",
+            f"Your business has not declared: {', '.join(unknown)}.",
+        )
+    topic_ids = [declared[name].id for name in names]
+    channel_list = [c for c in CHANNELS if c in set(channels)]
+    for pending in session.scalars(
+        select(ConsentRequest).where(
+            ConsentRequest.vendor_id == vendor.id,
+            ConsentRequest.user_id == user_id,
+            ConsentRequest.status == "pending",
+        )
+    ):
+        if set(pending.topics) == set(topic_ids) and set(pending.channels) == set(channel_list):
+            return RequestResult(pending, created=False)
+    row = ConsentRequest(
+        vendor_id=vendor.id,
+        user_id=user_id,
+        topics=topic_ids,
+        channels=channel_list,
+        message=message,
+        status="pending",
+    )
+    session.add(row)
+    session.flush()
+    return RequestResult(row, created=True)
+
+
+def request_view(session: Session, row: ConsentRequest, sub: str) -> dict[str, Any]:
+    names = {
+        topic.id: topic.name
+        for topic in session.scalars(select(ContactTopic).where(ContactTopic.id.in_(row.topics)))
+    }
+    return {
+        "id": row.id,
+        "sub": sub,
+        "topics": [names[t] for t in row.topics if t in names],
+        "channels": list(row.channels),
+        "message": row.message,
+        "status": row.status,
+        "created_at": row.created_at.isoformat(),
+        "answered_at": row.answered_at.isoformat() if row.answered_at else None,
+    }
