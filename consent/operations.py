@@ -4,6 +4,8 @@ together or not at all."""
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -17,12 +19,16 @@ from consent.models import (
     ChannelSetting,
     ConsentPreferences,
     ConsentReceipt,
+    ConsentRequest,
     TopicConsent,
     VendorPreference,
 )
 from vault.crypto.keyed_hash import pseudonym
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
+from vault.oauth.models import Grant
+from vault.oauth.operations import revoke_grant
+from vault.oauth.scopes import ALL_SCOPES, claim_names
 from vault.vendors.models import ContactTopic, Vendor
 
 VAULT_CONTROLLER = "CMR Vault (your own settings)"
@@ -70,6 +76,8 @@ class _Recorder:
     source: str
     subject: str
     issued: list[ConsentReceipt] = field(default_factory=list)
+    # When set, events are collected here for one combined receipt instead of one each.
+    batch: list[tuple[receipts.ReceiptPurpose, receipts.ReceiptEvent]] | None = None
 
     def record(
         self,
@@ -99,6 +107,19 @@ class _Recorder:
             new_state=new,
             notice_version=notice_version,
         )
+        receipt_purpose = receipts.ReceiptPurpose(
+            purpose=purpose,
+            category=category,
+            consent_type="EXPLICIT",
+            channel=channel,
+            state=state,
+            notice_version=notice_version,
+            termination=termination,
+        )
+        receipt_event = receipts.ReceiptEvent(event.seq, event.hash, event_type)
+        if self.batch is not None:
+            self.batch.append((receipt_purpose, receipt_event))
+            return
         self.issued.append(
             receipts.issue(
                 self.session,
@@ -110,18 +131,8 @@ class _Recorder:
                 controller_name=vendor.name if vendor else VAULT_CONTROLLER,
                 policy_url=vendor.privacy_policy_url if vendor else None,
                 collection_method=f"vault {self.source}",
-                purposes=[
-                    receipts.ReceiptPurpose(
-                        purpose=purpose,
-                        category=category,
-                        consent_type="EXPLICIT",
-                        channel=channel,
-                        state=state,
-                        notice_version=notice_version,
-                        termination=termination,
-                    )
-                ],
-                events=[receipts.ReceiptEvent(event.seq, event.hash, event_type)],
+                purposes=[receipt_purpose],
+                events=[receipt_event],
             )
         )
 
@@ -327,4 +338,154 @@ def list_receipts(session: Session, user_id: str) -> list[ConsentReceipt]:
             .where(ConsentReceipt.user_id == user_id)
             .order_by(ConsentReceipt.created_at.desc(), ConsentReceipt.ledger_seq.desc())
         )
+    )
+
+
+def get_receipt(session: Session, user_id: str, receipt_id: str) -> ConsentReceipt | None:
+    """One of the customer's own receipts; another customer's id is simply not found."""
+    receipt = session.get(ConsentReceipt, receipt_id)
+    if receipt is None or receipt.user_id != user_id:
+        return None
+    return receipt
+
+
+def decode_receipt(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The protected header and payload of a compact JWS, for reading (not verifying)."""
+
+    def part(segment: str) -> dict[str, Any]:
+        padded = segment + "=" * (-len(segment) % 4)
+        return json.loads(base64.urlsafe_b64decode(padded))
+
+    header, payload, _signature = token.split(".")
+    return part(header), part(payload)
+
+
+def answer_request(
+    session: Session, keys: KeyProvider, user_id: str, request_id: str, *, approve: bool
+) -> tuple[ConsentRequest, list[ConsentReceipt]]:
+    """Approve (grant exactly the proposed topic x channel pairs) or decline a business's
+    consent request; the answer and any consent changes share the caller's transaction."""
+    request = session.get(ConsentRequest, request_id)
+    if request is None or request.user_id != user_id:
+        raise LookupError("no such consent request")
+    if request.status != "pending":
+        raise ConsentError("You already answered this request.")
+    issued: list[ConsentReceipt] = []
+    if approve:
+        changes = ConsentChanges()
+        for topic_id in request.topics:
+            topic = session.get(ContactTopic, topic_id)
+            # A business may only ask about its own topics.
+            if topic is None or topic.vendor_id != request.vendor_id:
+                raise ConsentError("The request names a topic this business did not declare.")
+            for channel in request.channels:
+                if channel not in CHANNELS:
+                    raise ConsentError(f"The request names an unknown channel {channel!r}.")
+                changes.topics[(topic_id, channel)] = TopicChoice(State.GRANTED)
+        issued = save_consents(session, keys, user_id, changes, source="ui")
+    request.status = "approved" if approve else "declined"
+    request.answered_at = utcnow()
+    session.flush()
+    return request, issued
+
+
+def pending_requests(session: Session, user_id: str) -> list[ConsentRequest]:
+    return list(
+        session.scalars(
+            select(ConsentRequest)
+            .where(ConsentRequest.user_id == user_id, ConsentRequest.status == "pending")
+            .order_by(ConsentRequest.created_at)
+        )
+    )
+
+
+def end_relationship(
+    session: Session,
+    keys: KeyProvider,
+    user_id: str,
+    grant: Grant,
+    stop_contact: bool,
+    *,
+    actor: str = "customer",
+    source: str = "ui",
+) -> ConsentReceipt | None:
+    """Revoke a connection and, if asked, stop all contact from the business too (block it
+    and withdraw every topic consent given to it). Every step is a ledger event; one
+    termination receipt lists everything that ended. None when nothing was left to end."""
+    if grant.user_id != user_id:
+        raise ConsentError("not your connection")
+    vendor = grant.vendor
+    batch: list[tuple[receipts.ReceiptPurpose, receipts.ReceiptEvent]] = []
+    recorder = _Recorder(
+        session, keys, user_id, actor, source, subject_of(keys, user_id), batch=batch
+    )
+    if grant.revoked_at is None:
+        scopes = grant.scopes
+        revoke_grant(session, grant, reason="customer")
+        event = ledger.append(
+            session,
+            event_type="grant_revoked",
+            subject=recorder.subject,
+            actor=actor,
+            source=source,
+            vendor_id=vendor.id,
+            prev_state={"grant": grant.id, "scopes": scopes, "revoked": False},
+            new_state={"grant": grant.id, "scopes": [], "revoked": True},
+        )
+        ended = f"ended on {grant.revoked_at:%Y-%m-%d} when you revoked the connection"
+        for scope in scopes:
+            info = ALL_SCOPES.get(scope)
+            batch.append(
+                (
+                    receipts.ReceiptPurpose(
+                        purpose=f"{vendor.name} may read: {info.title if info else scope}",
+                        category="data-sharing",
+                        consent_type="EXPLICIT",
+                        channel=None,
+                        state="ended",
+                        notice_version=None,
+                        termination=ended,
+                        pii_categories=claim_names([scope]),
+                    ),
+                    receipts.ReceiptEvent(event.seq, event.hash, "grant_revoked"),
+                )
+            )
+    if stop_contact:
+        row = session.get(VendorPreference, (user_id, vendor.id))
+        _save_vendor(
+            recorder,
+            vendor.id,
+            VendorSettings(
+                blocked=True,
+                cap_per_day=row.cap_per_day if row else None,
+                cap_per_week=row.cap_per_week if row else None,
+            ),
+        )
+        granted = session.scalars(
+            select(TopicConsent)
+            .where(
+                TopicConsent.user_id == user_id,
+                TopicConsent.vendor_id == vendor.id,
+                TopicConsent.state == str(State.GRANTED),
+            )
+            .order_by(TopicConsent.topic_id, TopicConsent.channel)
+        ).all()
+        for consent in granted:
+            _save_topic(recorder, consent.topic_id, consent.channel, TopicChoice(State.WITHDRAWN))
+    session.flush()
+    if not batch:
+        return None
+    events = {event.seq: event for _, event in batch}
+    return receipts.issue(
+        session,
+        keys,
+        user_id=user_id,
+        vendor_id=vendor.id,
+        kind="termination",
+        subject=recorder.subject,
+        controller_name=vendor.name,
+        policy_url=vendor.privacy_policy_url,
+        collection_method=f"vault {source}",
+        purposes=[purpose for purpose, _ in batch],
+        events=[events[seq] for seq in sorted(events)],
     )

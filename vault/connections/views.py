@@ -7,12 +7,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from consent.operations import end_relationship
 from vault.accounts.views import customer_required
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth import operations
 from vault.oauth.models import Grant
 from vault.oauth.scopes import PROFILE_SCOPES
+from vault.services import keys
 
 bp = Blueprint("connections", __name__)
 
@@ -43,9 +45,19 @@ def index() -> str:
 @customer_required
 def revoke(grant_id: str) -> Response:
     grant = _own_grant(grant_id)
-    operations.revoke_grant(db.session, grant, reason="customer")
+    stop_contact = request.form.get("stop_contact") == "on"
+    receipt = end_relationship(db.session, keys(), current_user.id, grant, stop_contact)
     db.session.commit()
-    flash(f"{grant.vendor.name} can no longer read your data.", "success")
+    message = f"{grant.vendor.name} can no longer read your data."
+    if stop_contact:
+        message += " It may no longer contact you either."
+    flash(message, "success")
+    if receipt is not None:
+        flash(
+            "Your termination receipt lists everything this ended; "
+            "find it under Consents, Receipts.",
+            "info",
+        )
     return redirect(url_for("connections.index"))
 
 

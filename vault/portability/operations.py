@@ -2,8 +2,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consent.engine import CHANNELS
+from consent.models import (
+    ChannelSetting,
+    ConsentPreferences,
+    ConsentRequest,
+    TopicConsent,
+    VendorPreference,
+)
+from consent.operations import list_receipts
 from vault.accounts.models import User
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
@@ -15,6 +25,74 @@ EXPORT_FORMAT = "cmr-vault-export/1"
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _consents(session: Session, user_id: str) -> dict[str, Any]:
+    """The customer's contact preferences: switches, quiet hours, businesses, topics."""
+    switches = {
+        row.channel: row.enabled
+        for row in session.scalars(select(ChannelSetting).where(ChannelSetting.user_id == user_id))
+    }
+    prefs = session.get(ConsentPreferences, user_id)
+    return {
+        "channels": {channel: switches.get(channel, True) for channel in CHANNELS},
+        "quiet_hours": (
+            {"start": prefs.quiet_start, "end": prefs.quiet_end, "timezone": prefs.timezone}
+            if prefs is not None and prefs.quiet_start
+            else None
+        ),
+        "businesses": [
+            {
+                "business": row.vendor.name,
+                "vendor_id": row.vendor_id,
+                "blocked": row.blocked,
+                "cap_per_day": row.cap_per_day,
+                "cap_per_week": row.cap_per_week,
+                "updated_at": _iso(row.updated_at),
+            }
+            for row in session.scalars(
+                select(VendorPreference)
+                .where(VendorPreference.user_id == user_id)
+                .order_by(VendorPreference.vendor_id)
+            )
+        ],
+        "topics": [
+            {
+                "business": row.topic.vendor.name,
+                "vendor_id": row.vendor_id,
+                "topic": row.topic.name,
+                "purpose": row.topic.purpose,
+                "channel": row.channel,
+                "state": row.state,
+                "expires_at": _iso(row.expires_at),
+                "notice_version": row.notice_version,
+                "source": row.source,
+                "updated_at": _iso(row.updated_at),
+            }
+            for row in session.scalars(
+                select(TopicConsent)
+                .where(TopicConsent.user_id == user_id)
+                .order_by(TopicConsent.vendor_id, TopicConsent.topic_id, TopicConsent.channel)
+            )
+        ],
+        "requests": [
+            {
+                "id": row.id,
+                "business": row.vendor.name,
+                "topics": row.topics,
+                "channels": row.channels,
+                "message": row.message,
+                "status": row.status,
+                "created_at": _iso(row.created_at),
+                "answered_at": _iso(row.answered_at),
+            }
+            for row in session.scalars(
+                select(ConsentRequest)
+                .where(ConsentRequest.user_id == user_id)
+                .order_by(ConsentRequest.created_at)
+            )
+        ],
+    }
 
 
 def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, Any]:
@@ -55,5 +133,17 @@ def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, A
                 "endpoint": event.endpoint,
             }
             for event in access_events(session, user.id, limit=None)
+        ],
+        "consents": _consents(session, user.id),
+        "consent_receipts": [
+            {
+                "id": receipt.id,
+                "kind": receipt.kind,
+                "business": receipt.vendor.name if receipt.vendor else None,
+                "created_at": _iso(receipt.created_at),
+                "ledger_seq": receipt.ledger_seq,
+                "jws": receipt.jws,
+            }
+            for receipt in list_receipts(session, user.id)
         ],
     }
