@@ -1,0 +1,125 @@
+"""A person sets their contact preferences in chromium and reads why each decision is what
+it is; then ends a connection and finds the termination receipt."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+
+from tests import factories
+from vault.extensions import db
+from vault.oauth.models import Grant
+from vault.vendors.operations import create_client, create_vendor, declare_topic
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def shop(live_app: Flask) -> dict[str, str]:
+    with live_app.app_context():
+        vendor = create_vendor(db.session, "Acme Outdoor")
+        client = create_client(
+            db.session,
+            vendor,
+            redirect_uris=["https://acme.example/callback"],
+            scopes=["openid", "email"],
+        ).client
+        declare_topic(db.session, vendor, "newsletter", "marketing", "Deals, twice a month.")
+        declare_topic(db.session, vendor, "orders", "service")
+        db.session.commit()
+        return {"vendor_id": vendor.id, "client_id": client.client_id}
+
+
+def test_customer_sets_channels_consent_and_quiet_hours(
+    live_app: Flask, live_server: str, shop: dict[str, str], page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    customer = factories.customer(live_app)
+    with live_app.app_context():
+        db.session.add(
+            Grant(
+                user_id=customer.id,
+                client_id=shop["client_id"],
+                vendor_id=shop["vendor_id"],
+                scope="openid email",
+            )
+        )
+        db.session.commit()
+    # Quiet hours that start two hours from now: nothing is deferred while the test runs.
+    local = datetime.now(UTC).astimezone(ZoneInfo("Europe/Berlin"))
+    start = (local + timedelta(hours=2)).strftime("%H:%M")
+    end = (local + timedelta(hours=3)).strftime("%H:%M")
+
+    page.goto(live_server + "/login")
+    page.get_by_label("E-mail").fill(customer.email)
+    page.get_by_label("Password").fill(customer.password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("navigation").get_by_role("link", name="Consents").click()
+    expect(page.get_by_role("heading", name=re.compile("Acme Outdoor"))).to_be_visible()
+    expect(
+        page.get_by_text(
+            "You have not allowed Acme Outdoor to contact you by e-mail about newsletter."
+        )
+    ).to_be_visible()
+
+    page.get_by_label("Contact by text message").uncheck()
+    page.get_by_label("newsletter by e-mail", exact=True).select_option("granted")
+    page.get_by_label("Quiet from").fill(start)
+    page.get_by_label("Quiet until").fill(end)
+    page.get_by_label("Time zone").select_option("Europe/Berlin")
+    page.get_by_role("button", name="Save my choices").click()
+
+    expect(page.get_by_text(re.compile(r"Saved\. 3 change"))).to_be_visible()
+    email_cell = page.locator("td.cell").filter(
+        has=page.get_by_label("newsletter by e-mail", exact=True)
+    )
+    expect(email_cell).to_contain_text("Allowed")
+    expect(email_cell).to_contain_text(
+        "You allowed Acme Outdoor to contact you by e-mail about newsletter."
+    )
+    sms_cell = page.locator("td.cell").filter(
+        has=page.get_by_label("newsletter by text message", exact=True)
+    )
+    expect(sms_cell).to_contain_text("Refused")
+    expect(sms_cell).to_contain_text("You switched off every contact by text message.")
+    expect(page.get_by_label("Contact by text message")).not_to_be_checked()
+    expect(page.get_by_label("Quiet from")).to_have_value(start)
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/Berlin")
+    expect(
+        page.get_by_text(
+            "orders is a service message and you have an active connection with Acme Outdoor."
+        ).first
+    ).to_be_visible()
+
+    # A bad value is shown next to its field and nothing is saved.
+    page.get_by_label("At most per day (per channel)").fill("lots")
+    page.get_by_label("newsletter by e-mail", exact=True).select_option("withdrawn")
+    page.get_by_role("button", name="Save my choices").click()
+    expect(
+        page.get_by_text("Enter a whole number from 0 to 1000, or leave it empty.")
+    ).to_be_visible()
+    page.goto(live_server + "/consents")
+    expect(email_cell).to_contain_text("You allowed Acme Outdoor")
+
+    # Every change has a receipt to read and download.
+    page.get_by_role("link", name="your receipts").click()
+    expect(page.get_by_role("row")).to_have_count(4)  # the header and three receipts
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download (JWS)").first.click()
+    assert download.value.suggested_filename.endswith(".jws")
+
+    # Ending the connection (stop contact is ticked by default) yields a termination receipt.
+    page.goto(live_server + "/connections")
+    expect(page.get_by_label(re.compile("Also stop all contact from Acme Outdoor"))).to_be_checked()
+    page.get_by_role("button", name="Revoke access of Acme Outdoor").click()
+    expect(page.get_by_text("It may no longer contact you either.")).to_be_visible()
+    page.goto(live_server + "/consents/receipts")
+    expect(page.get_by_role("cell", name="termination")).to_be_visible()
+    page.goto(live_server + "/consents")
+    expect(email_cell).to_contain_text("You blocked all contact from Acme Outdoor.")
