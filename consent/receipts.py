@@ -30,6 +30,7 @@ class ReceiptPurpose:
     notice_version: int | None
     termination: str  # how and when it ends
     pii_categories: list[str] = field(default_factory=list)
+    topic: str | None = None  # the vendor's topic name, for topic consents
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def build_payload(
     events: list[ReceiptEvent],
     jurisdiction: str,
     public_key: dict[str, Any],
+    controller_url: str | None = None,
 ) -> dict[str, Any]:
     return {
         "version": KANTARA_VERSION,
@@ -66,9 +68,9 @@ def build_payload(
         "piiControllers": [
             {
                 "piiController": controller_name,
+                "onBehalf": False,
                 "contact": controller_name,
-                "url": policy_url or "",
-                "piiControllerId": controller_id,
+                "piiControllerUrl": controller_url or policy_url or "",
             }
         ],
         "policyUrl": policy_url or "",
@@ -93,9 +95,11 @@ def build_payload(
         "spiCat": [],
         EXTENSION_KEY: {
             "kind": kind,
+            "vendorId": controller_id,
             "changes": [
                 {
                     "purpose": p.purpose,
+                    "topic": p.topic,
                     "channel": p.channel,
                     "state": p.state,
                     "noticeVersion": p.notice_version,
@@ -122,6 +126,7 @@ def issue(
     events: list[ReceiptEvent],
     jurisdiction: str = "EU",
     at: datetime | None = None,
+    controller_url: str | None = None,
 ) -> ConsentReceipt:
     """Sign and store a receipt in the caller's transaction."""
     at = at or datetime.now(UTC)
@@ -140,6 +145,7 @@ def issue(
         events=events,
         jurisdiction=jurisdiction,
         public_key=dict(key.as_dict(private=False)),
+        controller_url=controller_url,
     )
     token = jws.serialize_compact(
         {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"},
