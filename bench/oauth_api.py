@@ -216,15 +216,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _gunicorn(directory: Path, module: str, env: dict[str, str], name: str) -> Iterator[int]:
-    """``gunicorn -w 2`` serving ``module:app`` from ``directory``; yields its port."""
+def _gunicorn(
+    directory: Path, module: str, env: dict[str, str], name: str, workers: int = WORKERS
+) -> Iterator[int]:
+    """``gunicorn -w 2`` (or ``workers``) serving ``module:app`` from ``directory``; yields
+    its port."""
     port = _free_port()
     log = (directory / f"{name}.log").open("w")
     process = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("gunicorn")),
             "-w",
-            str(WORKERS),
+            str(workers),
             "-b",
             f"127.0.0.1:{port}",
             "--chdir",

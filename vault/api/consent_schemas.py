@@ -52,6 +52,37 @@ class CheckBatchSchema(Schema):
         return data
 
 
+_ITEM_KEYS = frozenset(("sub", "channel", "topic"))
+_ITEM_LIMITS = (("sub", 128), ("channel", 32), ("topic", 64))
+
+
+def load_check_batch(schema: CheckBatchSchema, data: Any) -> dict[str, Any]:
+    """``schema.load(data)``, with a fast path for the common, well-formed batch.
+
+    Marshmallow spends ~10 µs per nested item; a plain loop that accepts only what the
+    schema certainly accepts (exactly these keys, non-empty strings within the lengths)
+    takes a tenth of that. Anything else goes through the schema, which decides and words
+    the errors, so the two can never disagree on what is valid.
+    """
+    if type(data) is dict and data.keys() == {"items"}:
+        items = data["items"]
+        if (
+            type(items) is list
+            and len(items) <= MAX_BATCH
+            and all(
+                type(item) is dict
+                and item.keys() == _ITEM_KEYS
+                and all(
+                    type(item[key]) is str and 0 < len(item[key]) <= limit
+                    for key, limit in _ITEM_LIMITS
+                )
+                for item in items
+            )
+        ):
+            return {"items": items}
+    return schema.load(data)
+
+
 class CheckResultSchema(Schema):
     """One entry per item, in the order of the request: a decision or an error."""
 
