@@ -153,6 +153,28 @@ def test_fast_canonical_encoding_is_byte_for_byte_json_dumps(text: str) -> None:
     assert ledger.canonical_row(odd_row) == ledger.canonical_bytes(odd)
 
 
+def test_awkward_text_verifies_on_the_database_path(app: Flask) -> None:
+    """verify() lets the database spell the JSON (json_quote / to_json); escapes must agree
+    with Python's, or fall back to Python's encoding, never raise a false alarm."""
+    with app.app_context():
+        for number, text in enumerate(AWKWARD):
+            text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+            ledger.append(
+                db.session,
+                event_type=text or "x",
+                subject=text[:64],
+                actor=text[:64],
+                source="system",
+                topic=text[:64],
+                prev_state={"text": text},
+                new_state=text,
+                notice_version=number,
+            )
+        db.session.commit()
+    result = _verify(app)
+    assert result.ok and result.count == len(AWKWARD)
+
+
 # --- tampering -------------------------------------------------------------------------------
 
 

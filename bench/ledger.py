@@ -1,0 +1,246 @@
+"""The consent ledger: appends and verification, each beside its floor in the same run.
+
+* Append: one event per transaction through ``consent.ledger.append`` + commit (what every
+  consent change pays on top of its own writes), beside a raw single-row INSERT + COMMIT
+  through the DB-API into a table with the same columns and indexes, in the same database.
+* Verify: ``consent.ledger.verify`` over N events (1,000,000 by default), beside bare
+  ``hashlib.sha256(...).hexdigest()`` over exactly the same canonical bytes. The events are
+  generated fast: the chain is computed in Python and bulk-inserted (executemany on SQLite,
+  COPY on PostgreSQL) in big transactions, not appended one by one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from bench.profile_store import Target, _app, _migrate, _postgres_target, _sqlite_target
+from bench.timing import Rate, run_for
+from consent import ledger
+from vault.crypto.keyring import Keyring
+
+BATCH = 50_000
+RAW_TABLE = "bench_ledger_raw"
+COLUMNS = [*ledger.HASHED_FIELDS, "hash"]
+
+
+@dataclass(frozen=True)
+class LedgerResult:
+    database: str
+    append: Rate
+    raw_insert: Rate
+    events: int
+    event_bytes: int
+    verify: Rate
+    hashlib: Rate
+    generate_seconds: float
+
+
+def _progress(message: str) -> None:
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def _raw_table(metadata: sa.MetaData) -> sa.Table:
+    """ledger_events' columns and indexes under other names: the same row, the same index
+    maintenance, none of the ledger's logic."""
+    return sa.Table(
+        RAW_TABLE,
+        metadata,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("event_type", sa.String(40), nullable=False, index=True),
+        sa.Column("subject", sa.String(64), nullable=False, index=True),
+        sa.Column("vendor_id", sa.String(36), index=True),
+        sa.Column("channel", sa.String(10)),
+        sa.Column("topic", sa.String(64)),
+        sa.Column("prev_state", sa.Text, nullable=False),
+        sa.Column("new_state", sa.Text, nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("source", sa.String(12), nullable=False),
+        sa.Column("notice_version", sa.Integer),
+        sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    )
+
+
+def _event(seq: int, prev_hash: str) -> dict[str, Any]:
+    """A typical topic-consent change, as append() stores it."""
+    return {
+        "seq": seq,
+        "at": "2025-06-01T12:00:00.%06dZ" % (seq % 1_000_000),
+        "event_type": "topic_consent",
+        "subject": "s" + hashlib.blake2s(str(seq % 5000).encode(), digest_size=21).hexdigest(),
+        "vendor_id": "0b9c1f7e-1234-4d6f-9a1b-%012d" % (seq % 97),
+        "channel": ("email", "sms", "phone", "post", "push")[seq % 5],
+        "topic": "newsletter-weekly",
+        "prev_state": '{"expires_at":null,"state":"withdrawn"}',
+        "new_state": '{"expires_at":null,"state":"granted"}',
+        "actor": "customer",
+        "source": "ui",
+        "notice_version": 3,
+        "prev_hash": prev_hash,
+    }
+
+
+def _measure_appends(app: Flask, seconds: float) -> tuple[Rate, Rate]:
+    from vault.extensions import db
+
+    counter = itertools.count()
+
+    def append_one() -> None:
+        number = next(counter)
+        ledger.append(
+            db.session,
+            event_type="topic_consent",
+            subject=f"subject-{number % 5000}",
+            actor="customer",
+            source="ui",
+            vendor_id="0b9c1f7e-1234-4d6f-9a1b-2c3d4e5f6a7b",
+            channel="email",
+            topic="newsletter-weekly",
+            prev_state={"state": "withdrawn", "expires_at": None},
+            new_state={"state": "granted", "expires_at": None},
+            notice_version=3,
+        )
+        db.session.commit()
+
+    with app.app_context():
+        _raw_table(sa.MetaData()).create(db.engine)
+        append = run_for(seconds, append_one)
+        db.session.remove()
+
+        raw = db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            marker = "%s" if db.engine.dialect.name == "postgresql" else "?"
+            statement = (
+                f"INSERT INTO {RAW_TABLE} ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join([marker] * len(COLUMNS))})"
+            )
+            numbers = itertools.count(1)
+
+            def insert_one() -> None:
+                seq = next(numbers)
+                row = _event(seq, f"{seq:064x}")
+                cursor.execute(statement, (*row.values(), f"{seq + 1:064x}"))
+                raw.commit()
+
+            raw_insert = run_for(seconds, insert_one)
+            cursor.execute(f"DROP TABLE {RAW_TABLE}")
+            raw.commit()
+        finally:
+            raw.close()
+    return append, raw_insert
+
+
+def _generate(app: Flask, events: int) -> tuple[Rate, int, float]:
+    """Write ``events`` chained events straight into ledger_events (replacing what the
+    append measurement left) and time bare hashlib over each batch's canonical bytes."""
+    from vault.extensions import db
+
+    started = time.perf_counter()
+    hashing_seconds = 0.0
+    total_bytes = 0
+    sha256 = hashlib.sha256
+    with app.app_context():
+        postgres = db.engine.dialect.name == "postgresql"
+        raw = db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("DELETE FROM ledger_events")
+            marker = "%s" if postgres else "?"
+            insert = (
+                f"INSERT INTO ledger_events ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join([marker] * len(COLUMNS))})"
+            )
+            prev = ledger.GENESIS
+            for first in range(1, events + 1, BATCH):
+                last = min(first + BATCH - 1, events)
+                rows = []
+                blobs = []
+                for seq in range(first, last + 1):
+                    event = _event(seq, prev)
+                    blob = ledger.canonical_bytes(event)
+                    prev = sha256(blob).hexdigest()
+                    blobs.append(blob)
+                    rows.append((*event.values(), prev))
+                # The baseline: bare hashlib over exactly these bytes, nothing else.
+                begin = time.perf_counter()
+                for blob in blobs:
+                    sha256(blob).hexdigest()
+                hashing_seconds += time.perf_counter() - begin
+                total_bytes += sum(map(len, blobs))
+                if postgres:
+                    with cursor.copy(f"COPY ledger_events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    cursor.executemany(insert, rows)
+                raw.commit()
+                _progress(f"generated {last:,} of {events:,} ledger events")
+            cursor.execute(
+                f"UPDATE ledger_head SET seq = {events}, hash = '{prev}' WHERE id = 1"
+            )
+            if postgres:
+                cursor.execute("ANALYZE ledger_events")
+            raw.commit()
+        finally:
+            raw.close()
+    return Rate(events, hashing_seconds), total_bytes, time.perf_counter() - started
+
+
+def _measure_verify(app: Flask, events: int) -> Rate:
+    from vault.extensions import db
+
+    with app.app_context():
+        begin = time.perf_counter()
+        result = ledger.verify(db.session)
+        elapsed = time.perf_counter() - begin
+        db.session.remove()
+    if not result.ok or result.count != events:
+        raise RuntimeError(f"benchmark ledger did not verify: {result}")
+    return Rate(events, elapsed)
+
+
+@contextlib.contextmanager
+def _target(database_url: str | None) -> Iterator[Target]:
+    with _postgres_target(database_url) if database_url else _sqlite_target() as target:
+        yield target
+
+
+def measure(seconds: float, events: int, database_url: str | None = None) -> LedgerResult:
+    with _target(database_url) as target:
+        app = _app(target, Keyring.generate().dumps())
+        try:
+            _migrate(app)
+            _progress(f"ledger appends and raw INSERT+COMMIT ({2 * seconds:g} s)")
+            append, raw_insert = _measure_appends(app, seconds)
+            _progress(f"generating {events:,} chained ledger events")
+            hashing, size, generate_seconds = _generate(app, events)
+            _progress(f"verifying {events:,} ledger events")
+            verify = _measure_verify(app, events)
+        finally:
+            from vault.extensions import db
+
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+    return LedgerResult(
+        target.description,
+        append,
+        raw_insert,
+        events,
+        size,
+        verify,
+        hashing,
+        generate_seconds,
+    )
