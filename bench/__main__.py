@@ -14,6 +14,7 @@ from bench.consent_check import ITEMS as CONSENT_ITEMS
 from bench.consent_check import RUNS as CONSENT_RUNS
 from bench.consent_check import measure as measure_consent
 from bench.crypto import ARGON2_PRODUCTION, aesgcm_rates, argon2_rate
+from bench.ledger import measure as measure_ledger
 from bench.oauth_api import CLIENT_THREADS, WORKERS
 from bench.oauth_api import measure as measure_api
 from bench.profile_store import CUSTOMERS, profile_store
@@ -46,16 +47,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["all", "store", "api", "consent"],
+        choices=["all", "store", "api", "consent", "ledger"],
         default="all",
         help="store: profile writes/reads and password hashing; api: GET /api/v1/profile and "
         "the token endpoint under gunicorn beside a bare Flask app; consent: one HTTP batch "
-        f"check of {CONSENT_ITEMS:,} items beside a raw SQL fetch of the same rows "
-        "(default: all)",
+        f"check of {CONSENT_ITEMS:,} items beside a raw SQL fetch of the same rows; "
+        "ledger: consent-ledger appends beside raw INSERT+COMMIT and verify beside bare "
+        "hashlib (default: all)",
+    )
+    parser.add_argument(
+        "--ledger-events",
+        type=int,
+        default=1_000_000,
+        help="events generated for the ledger verify measurement (default: 1,000,000, "
+        "which takes about a minute or two to generate and verify)",
     )
     args = parser.parse_args(argv)
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.ledger_events < 1:
+        parser.error("--ledger-events must be at least 1")
     return args
 
 
@@ -183,6 +194,49 @@ def _consent_section(args: argparse.Namespace) -> None:
     )
 
 
+def _ledger_section(args: argparse.Namespace) -> None:
+    _progress(
+        f"consent ledger: appends, raw INSERT+COMMIT ({2 * args.seconds:g} s), then "
+        f"{args.ledger_events:,} events generated and verified"
+    )
+    result = measure_ledger(args.seconds, args.ledger_events, args.database_url)
+    append_ratio = result.append.per_second / result.raw_insert.per_second
+    verify_ratio = result.verify.per_second / result.hashlib.per_second
+    rows = [
+        ["measurement", "vault", "baseline", "rate", "vault/baseline", "goal"],
+        [
+            "ledger append (1 event per transaction)",
+            _rate(result.append),
+            "raw 1-row INSERT+COMMIT, same columns and indexes",
+            _rate(result.raw_insert),
+            f"{append_ratio:.2f}",
+            f">= 0.50 {'met' if append_ratio >= 0.5 else 'NOT met'}",
+        ],
+        [
+            f"ledger verify ({result.events:,} events)",
+            f"{result.verify.per_second:,.0f} events/s",
+            "bare hashlib.sha256 over the same bytes",
+            f"{result.hashlib.per_second:,.0f} /s",
+            f"{verify_ratio:.2f}",
+            f">= 0.50 {'met' if verify_ratio >= 0.5 else 'NOT met'}",
+        ],
+    ]
+    print(f"database: {result.database}")
+    print(
+        f"one client thread; events average {result.event_bytes / result.events:,.0f} bytes of "
+        f"canonical JSON; verify took {result.verify.seconds:.1f} s, generating the events "
+        f"{result.generate_seconds:.1f} s"
+    )
+    print()
+    print(_table(rows, right={1, 3, 4}))
+    print()
+    print(
+        "How to read: append = ledger.append (lock the head row, hash, insert, move the "
+        "head) + commit, against one DB-API INSERT + COMMIT; verify = ledger.verify "
+        "(stream, hash, check seq, links and head) against sha256().hexdigest() alone."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = time.perf_counter()
@@ -197,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "api":
         print(f"CMR Vault API benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}")
         _api_section(args)
+        print(f"(whole run: {time.perf_counter() - started:.1f} s)")
+        return 0
+    if args.only == "ledger":
+        cpus, python = os.cpu_count(), platform.python_version()
+        print(f"CMR Vault ledger benchmark: {cpus} CPUs, Python {python}")
+        _ledger_section(args)
         print(f"(whole run: {time.perf_counter() - started:.1f} s)")
         return 0
     _progress("building the database with the migrations")
@@ -258,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "all":
         print()
         _api_section(args)
+        print()
+        _ledger_section(args)
         print()
         _consent_section(args)
     print(f"(whole run: {time.perf_counter() - started:.1f} s)")

@@ -76,10 +76,10 @@ def _event(seq: int, prev_hash: str) -> dict[str, Any]:
     """A typical topic-consent change, as append() stores it."""
     return {
         "seq": seq,
-        "at": "2025-06-01T12:00:00.%06dZ" % (seq % 1_000_000),
+        "at": f"2025-06-01T12:00:00.{seq % 1_000_000:06d}Z",
         "event_type": "topic_consent",
         "subject": "s" + hashlib.blake2s(str(seq % 5000).encode(), digest_size=21).hexdigest(),
-        "vendor_id": "0b9c1f7e-1234-4d6f-9a1b-%012d" % (seq % 97),
+        "vendor_id": f"0b9c1f7e-1234-4d6f-9a1b-{seq % 97:012d}",
         "channel": ("email", "sms", "phone", "post", "push")[seq % 5],
         "topic": "newsletter-weekly",
         "prev_state": '{"expires_at":null,"state":"withdrawn"}',
@@ -180,16 +180,15 @@ def _generate(app: Flask, events: int) -> tuple[Rate, int, float]:
                 hashing_seconds += time.perf_counter() - begin
                 total_bytes += sum(map(len, blobs))
                 if postgres:
-                    with cursor.copy(f"COPY ledger_events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    copy_sql = f"COPY ledger_events ({', '.join(COLUMNS)}) FROM STDIN"
+                    with cursor.copy(copy_sql) as copy:
                         for row in rows:
                             copy.write_row(row)
                 else:
                     cursor.executemany(insert, rows)
                 raw.commit()
                 _progress(f"generated {last:,} of {events:,} ledger events")
-            cursor.execute(
-                f"UPDATE ledger_head SET seq = {events}, hash = '{prev}' WHERE id = 1"
-            )
+            cursor.execute(f"UPDATE ledger_head SET seq = {events}, hash = '{prev}' WHERE id = 1")
             if postgres:
                 cursor.execute("ANALYZE ledger_events")
             raw.commit()
