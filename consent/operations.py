@@ -5,7 +5,9 @@ together or not at all."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -188,8 +190,16 @@ def _save_channels(recorder: _Recorder, channels: dict[str, bool]) -> None:
         )
 
 
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _save_quiet_hours(recorder: _Recorder, quiet: tuple[time, time, str] | None) -> None:
     session = recorder.session
+    if quiet is not None and quiet[2] not in _timezones():
+        # Stored, an unknown zone would make every later decision for the customer fail.
+        raise ConsentError(f"unknown time zone {quiet[2]!r}")
     row = session.get(ConsentPreferences, recorder.user_id)
     before = (
         {"start": row.quiet_start, "end": row.quiet_end, "timezone": row.timezone}
