@@ -117,6 +117,7 @@ class _Recorder:
             state=state,
             notice_version=notice_version,
             termination=termination,
+            topic=topic,
         )
         receipt_event = receipts.ReceiptEvent(event.seq, event.hash, event_type)
         if self.batch is not None:
@@ -197,9 +198,14 @@ def _timezones() -> frozenset[str]:
 
 def _save_quiet_hours(recorder: _Recorder, quiet: tuple[time, time, str] | None) -> None:
     session = recorder.session
-    if quiet is not None and quiet[2] not in _timezones():
-        # Stored, an unknown zone would make every later decision for the customer fail.
-        raise ConsentError(f"unknown time zone {quiet[2]!r}")
+    if quiet is not None:
+        if not all(isinstance(t, time) for t in quiet[:2]):
+            raise ConsentError("quiet hours need a start and an end time")
+        if quiet[2] not in _timezones():
+            # Stored, an unknown zone would make every later decision for the customer fail.
+            raise ConsentError(f"unknown time zone {quiet[2]!r}")
+        if _fmt(quiet[0]) == _fmt(quiet[1]):
+            raise ConsentError("quiet hours must start and end at different times")
     row = session.get(ConsentPreferences, recorder.user_id)
     before = (
         {"start": row.quiet_start, "end": row.quiet_end, "timezone": row.timezone}
@@ -284,8 +290,11 @@ def _save_topic(recorder: _Recorder, topic_id: str, channel: str, choice: TopicC
     topic = session.get(ContactTopic, topic_id)
     if topic is None:
         raise ConsentError("unknown topic")
-    if choice.expires_at is not None and choice.expires_at <= utcnow():
-        raise ConsentError("an expiry date must lie in the future")
+    if choice.expires_at is not None:
+        if choice.expires_at.tzinfo is None:
+            raise ConsentError("an expiry needs a time zone (UTC)")
+        if choice.expires_at <= utcnow():
+            raise ConsentError("an expiry date must lie in the future")
     row = session.get(TopicConsent, (recorder.user_id, topic_id, channel))
     before = (
         {

@@ -239,11 +239,6 @@ def test_receipts_still_verify_after_the_signing_key_rotates(app: Flask, issued:
     assert verify(fresh_token, jwks)["cmrVault"]["ledger"][0]["eventType"] == "channel_switched"
 
 
-@pytest.mark.xfail(
-    reason="consent.operations does not yet pass the topic name to the receipt "
-    "(receipts.ReceiptPurpose.topic); reported",
-    strict=False,
-)
 def test_the_extension_names_the_topic(app: Flask, issued: Issued) -> None:
     (change,) = verify(issued.token, served_jwks(app))["cmrVault"]["changes"]
     assert change["topic"] == "news"
