@@ -479,3 +479,69 @@ def test_openapi_documents_the_consent_api(vault: Vault) -> None:
     assert "CheckBatch" in spec["components"]["schemas"]
     flows = spec["components"]["securitySchemes"]["oauth2"]["flows"]
     assert "consent:check" in flows["clientCredentials"]["scopes"]
+
+
+def test_a_customer_token_without_consent_scopes_is_refused(
+    vault: Vault, world: dict[str, Any]
+) -> None:
+    """The consent screen grants customers' tokens profile scopes only (consent:* are
+    vendor-level), so a code-flow token cannot reach the consent API; its pairwise sub is
+    the one the consent API uses."""
+    a = world["a"]
+    user = vault.customer()
+    _auth, tokens = vault.connect(a.client, vault.browser(user), "openid consent:check")
+    assert tokens["scope"].split() == ["openid"]
+    own = pairwise_sub(_keys(vault), a.client.vendor_id, user.id)
+    assert vault.api(tokens["access_token"]).json()["sub"] == own
+    import requests
+
+    response = requests.post(
+        vault.base + "/api/v1/consents/check",
+        json={"items": [{"sub": own, "channel": "email", "topic": "orders"}]},
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        timeout=10,
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "insufficient_scope"
+    checked = _check(
+        vault,
+        _session(vault, a, "consent:check"),
+        {"items": [{"sub": own, "channel": "email", "topic": "orders"}]},
+    )
+    assert checked.json()["results"][0]["rule"] == "service_relationship"
+
+
+def _keys(vault: Vault) -> Any:
+    with vault.app.app_context():
+        return keys()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"items": [{"sub": "s", "channel": "email", "topic": "t"}]},
+        {"items": [{"sub": "s" * 128, "channel": "c" * 32, "topic": "t" * 64}]},
+        {"items": [{"sub": "s" * 129, "channel": "email", "topic": "t"}]},
+        {"items": [{"sub": "s", "channel": "c" * 33, "topic": "t"}]},
+        {"items": [{"sub": "s", "channel": "email", "topic": "t" * 65}]},
+        {"items": [{"sub": "s", "channel": "email", "topic": "t", "x": 1}]},
+        {"items": [{"sub": "s", "channel": "email", "topic": None}]},
+        {"items": []},
+        {"items": [], "more": True},
+    ],
+)
+def test_batch_fast_path_agrees_with_the_schema(body: Any) -> None:
+    from marshmallow import ValidationError
+
+    from vault.api.consent_schemas import CheckBatchSchema, load_check_batch
+
+    schema = CheckBatchSchema()
+    try:
+        expected: Any = schema.load(body)
+    except ValidationError as error:
+        expected = error.messages
+    try:
+        got: Any = load_check_batch(schema, body)
+    except ValidationError as error:
+        got = error.messages
+    assert got == expected
