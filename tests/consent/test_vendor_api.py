@@ -259,6 +259,7 @@ def test_scopes_are_enforced(vault: Vault, world: dict[str, Any]) -> None:
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["error"] == "insufficient_scope"
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
     checker = _session(vault, a, "consent:check")
     response = checker.get(f"{vault.base}/api/v1/consents/{world['granted']}", timeout=10)

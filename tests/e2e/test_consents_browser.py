@@ -31,8 +31,32 @@ def shop(live_app: Flask) -> dict[str, str]:
         ).client
         declare_topic(db.session, vendor, "newsletter", "marketing", "Deals, twice a month.")
         declare_topic(db.session, vendor, "orders", "service")
+        api = create_client(
+            db.session,
+            vendor,
+            redirect_uris=["https://acme.example/unused"],
+            scopes=["consent:check"],
+        )
         db.session.commit()
-        return {"vendor_id": vendor.id, "client_id": client.client_id}
+        return {
+            "vendor_id": vendor.id,
+            "client_id": client.client_id,
+            "api_client_id": api.client.client_id,
+            "api_client_secret": api.client_secret or "",
+        }
+
+
+def vendor_batch_check(
+    live_server: str, shop: dict[str, str], items: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """The business asks the vault, with client credentials through Authlib's client."""
+    from authlib.integrations.requests_client import OAuth2Session
+
+    vendor = OAuth2Session(shop["api_client_id"], shop["api_client_secret"], scope="consent:check")
+    vendor.fetch_token(live_server + "/oauth/token", grant_type="client_credentials")
+    response = vendor.post(live_server + "/api/v1/consents/check", json={"items": items})
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
 
 
 def test_customer_sets_channels_consent_and_quiet_hours(
@@ -96,6 +120,53 @@ def test_customer_sets_channels_consent_and_quiet_hours(
             "orders is a service message and you have an active connection with Acme Outdoor."
         ).first
     ).to_be_visible()
+
+    # The business's batch check now returns the decisions and reasons the page shows.
+    with live_app.app_context():
+        from vault.oauth.scopes import pairwise_sub
+        from vault.services import keys
+
+        sub = pairwise_sub(keys(), shop["vendor_id"], customer.id)
+    results = vendor_batch_check(
+        live_server,
+        shop,
+        [
+            {"sub": sub, "channel": "email", "topic": "newsletter"},
+            {"sub": sub, "channel": "sms", "topic": "newsletter"},
+            {"sub": sub, "channel": "email", "topic": "orders"},
+            {"sub": sub, "channel": "post", "topic": "newsletter"},
+        ],
+    )
+    assert [(r["outcome"], r["rule"]) for r in results] == [
+        ("allow", "granted"),
+        ("deny", "channel_off"),
+        ("allow", "service_relationship"),
+        ("deny", "no_consent"),
+    ]
+    assert results[0]["reason"] == (
+        "You allowed Acme Outdoor to contact you by e-mail about newsletter."
+    )
+    assert results[1]["reason"] == "You switched off every contact by text message."
+    # The quiet hours saved in the browser are what the engine applies: inside them, the
+    # same e-mail is deferred to their end.
+    with live_app.app_context():
+        from consent.engine import Topic, Vendor, decide
+        from consent.snapshot import load_consents
+
+        settings = load_consents(db.session, [customer.id], datetime.now(UTC), shop["vendor_id"])[
+            customer.id
+        ]
+    inside = (local + timedelta(hours=2, minutes=30)).astimezone(UTC)
+    deferred = decide(
+        settings,
+        Vendor(shop["vendor_id"], "Acme Outdoor"),
+        "email",
+        Topic("newsletter", "marketing"),
+        inside,
+    )
+    assert (deferred.outcome, deferred.rule) == ("defer", "quiet_hours")
+    assert deferred.not_before is not None
+    assert deferred.not_before.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") == end
 
     # A bad value is shown next to its field and nothing is saved.
     page.get_by_label("At most per day (per channel)").fill("lots")

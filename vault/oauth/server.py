@@ -325,6 +325,9 @@ class ProblemResourceProtector(ResourceProtector):
         for name, value in error.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
+        if body.get("error") == "insufficient_scope" and "WWW-Authenticate" not in response.headers:
+            # RFC 6750 3: every bearer error carries the challenge, 403s included.
+            response.headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope"'
         if body.get("error") in ("missing_authorization", "unsupported_token_type"):
             # No bearer token at all: a plain challenge without an error code (RFC 6750
             # 3.1); Authlib's "bearer error=missing_authorization" is no RFC 6750 error.
