@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.models import LedgerEvent, LedgerHead
@@ -61,18 +62,28 @@ def timestamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-# Built once, on the tables rather than the ORM entities: plain Core DML skips the ORM's
-# per-call statement handling, which cost more than the three statements themselves.
-_HEAD = LedgerHead.__table__
-_EVENTS = LedgerEvent.__table__
-_NEXT_SEQ = (
-    update(_HEAD)
-    .where(_HEAD.c.id == 1)
-    .values(seq=_HEAD.c.seq + 1)
-    .returning(_HEAD.c.seq, _HEAD.c.hash)
-)
-_INSERT_EVENT = insert(_EVENTS)
-_SET_HEAD_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("digest"))
+# Plain SQL on the session's own DB-API connection (inside its transaction): SQLAlchemy's
+# per-statement handling, even for prebuilt Core statements, cost more than the three
+# statements themselves. Only constant names go into these texts; values are bound.
+_EVENT_COLUMNS = (*HASHED_FIELDS, "hash", "body")
+_APPEND_SQL = {
+    marker: (
+        "UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
+        f"INSERT INTO ledger_events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({', '.join([marker] * len(_EVENT_COLUMNS))})",
+        f"UPDATE ledger_head SET hash = {marker} WHERE id = 1",  # noqa: S608
+    )
+    for marker in ("?", "%s")
+}
+
+
+def _dbapi(session: Session) -> tuple[Any, str]:
+    """The DB-API connection of the session's transaction (begun if need be), and its
+    dialect name."""
+    connection = session.connection()
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    return dbapi, connection.dialect.name
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,12 @@ def append(
     """Append one event in the caller's transaction and return its seq and hash."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}")
+    dbapi, dialect = _dbapi(session)
+    next_seq, insert_event, set_head_hash = _APPEND_SQL["?" if dialect == "sqlite" else "%s"]
+    cursor = dbapi.cursor()
     # Taking the head row's lock first makes every appender wait its turn.
-    seq, prev_hash = session.execute(_NEXT_SEQ).one()
+    cursor.execute(next_seq)
+    seq, prev_hash = cursor.fetchone()
     event = {
         "seq": seq,
         "at": timestamp(at or datetime.now(UTC)),
@@ -116,9 +131,11 @@ def append(
         "notice_version": notice_version,
         "prev_hash": prev_hash,
     }
-    digest = event_hash(event)
-    session.execute(_INSERT_EVENT, {**event, "hash": digest})
-    session.execute(_SET_HEAD_HASH, {"digest": digest})
+    body = canonical_row(tuple(event.values()))
+    digest = hashlib.sha256(body).hexdigest()
+    cursor.execute(insert_event, (*event.values(), digest, body.decode()))
+    cursor.execute(set_head_hash, (digest,))
+    cursor.close()
     return Appended(seq, digest)
 
 
@@ -248,7 +265,8 @@ def verify_rows(
 
 
 def _body_sql(dialect: str) -> str:
-    """SQL that spells the canonical JSON of each row, for the fast path of verify()."""
+    """SQL that spells the canonical JSON of a row from its columns (json_quote on SQLite,
+    to_json on PostgreSQL: the same escapes as Python's json, as far as they go)."""
     parts = []
     for number, name in enumerate(_SORTED_FIELDS):
         value = (
@@ -260,53 +278,154 @@ def _body_sql(dialect: str) -> str:
     return " || ".join(parts) + " || '}'"
 
 
-def _cursor(session: Session, batch: int) -> Any:
-    connection = session.connection()
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    if connection.dialect.name == "postgresql":
-        cursor = dbapi.cursor(name="ledger_verify")
+def _cursor(session: Session, batch: int, name: str) -> Any:
+    dbapi, dialect = _dbapi(session)
+    if dialect == "postgresql":
+        cursor = dbapi.cursor(name=name)
         cursor.itersize = batch
         return cursor
-    return dbapi.cursor()
+    cursor = dbapi.cursor()
+    cursor.arraysize = batch
+    return cursor
 
 
-def _stream_bodies(session: Session, upto: int, batch: int) -> Iterator[tuple[Any, ...]]:
-    dialect = session.connection().dialect.name
-    if dialect not in ("sqlite", "postgresql"):
-        # Any other database: the columns, encoded here.
-        for row in stream_rows(session, upto=upto, batch=batch):
-            yield row[_SEQ], row[_PREV_HASH], row[_HASH], None
-        return
-    cursor = _cursor(session, batch)
+def _fetch(session: Session, query: str, batch: int, name: str) -> Iterator[tuple[Any, ...]]:
+    cursor = _cursor(session, batch, name)
     try:
-        # Only constant column names and an int go into this text.
-        query = f"SELECT seq, prev_hash, hash, {_body_sql(dialect)} FROM ledger_events "  # noqa: S608
-        cursor.execute(query + f"WHERE seq <= {int(upto)} ORDER BY seq")
+        cursor.execute(query)
         while rows := cursor.fetchmany(batch):
             yield from rows
     finally:
         cursor.close()
 
 
-def _recheck(session: Session, seq: int, digest: str) -> bool:
-    """The definition itself: json.dumps-equivalent bytes built here from the columns."""
-    row = session.execute(select(*ROW_COLUMNS[:-1]).where(LedgerEvent.seq == seq)).one()
-    return hashlib.sha256(canonical_row(tuple(row))).hexdigest() == digest
+def _body_matches_columns(session: Session, seq: int) -> bool:
+    """The definition itself: the stored body is byte for byte the canonical JSON built
+    here from the event's columns, exactly as append() built it."""
+    row = session.execute(
+        select(*ROW_COLUMNS[:-1], LedgerEvent.body).where(LedgerEvent.seq == seq)
+    ).one()
+    return canonical_row(tuple(row)).decode() == row[-1]
+
+
+def _mismatch_candidates(session: Session, upto: int) -> Callable[[], list[int]]:
+    """Start the query for the seqs whose body differs from the columns as the database
+    spells them, on a connection of its own in a thread: it returns no rows unless
+    something differs, so the database does the whole scan without Python's lock and runs
+    beside the hashing. Returns a function that waits for the seqs."""
+    engine = session.get_bind()
+    dialect = engine.dialect.name
+    differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    # Only constant column names and an int go into this text.
+    query = (
+        "SELECT seq FROM ledger_events "  # noqa: S608
+        f"WHERE seq <= {int(upto)} AND body {differs} ({_body_sql(dialect)}) ORDER BY seq"
+    )
+    separate = dialect == "postgresql" or (
+        dialect == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    )
+    if not separate:
+        seqs = [row[0] for row in _fetch(session, query, 20000, "ledger_columns")]
+        return lambda: seqs
+    found: list[int] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with engine.connect() as connection:
+                found.extend(connection.exec_driver_sql(query).scalars())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="ledger-verify-columns", daemon=True)
+    thread.start()
+
+    def wait() -> list[int]:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return found
+
+    return wait
+
+
+def _first_mismatched_body(session: Session, upto: int, batch: int) -> int | None:
+    """The first seq whose stored body is not the canonical JSON of its columns, in one
+    query: the database spells each row's JSON from its columns and compares it with the
+    body, so nothing but the (normally no) differing seqs crosses the driver. A row where
+    the spellings differ is re-encoded here and only that decides: an escape the database
+    spells differently from Python costs time, never a false alarm."""
+    dialect = session.connection().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        # Only constant column names and an int go into this text.
+        differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+        query = (
+            "SELECT seq FROM ledger_events "  # noqa: S608
+            f"WHERE seq <= {int(upto)} AND body {differs} ({_body_sql(dialect)}) "
+            "ORDER BY seq"
+        )
+        candidates = (row[0] for row in _fetch(session, query, batch, "ledger_columns"))
+    else:
+        candidates = iter(
+            session.execute(select(LedgerEvent.seq).where(LedgerEvent.seq <= upto)).scalars()
+        )
+    for seq in candidates:
+        if not _body_matches_columns(session, seq):
+            return seq
+    return None
 
 
 def _verify_fast(
     session: Session, upto: int, on_progress: Callable[[int], None], batch: int = 20000
 ) -> Verification:
-    """verify_rows() with the canonical JSON spelt by the database (json_quote on SQLite,
-    to_json on PostgreSQL: the same escapes as Python's json) so that each event crosses
-    the driver as four values instead of fourteen and is hashed here without per-field
-    work. Wherever those bytes do not hash to the stored hash, the event is re-encoded
-    here from its columns exactly as append() did, and only that decides: an escape the
-    database spells differently costs time, never a false alarm."""
+    """Each event's stored canonical body is hashed here as it streams from the driver
+    (four values a row, no encoding work) and checked against its hash and the chain; one
+    query before that finds the first event whose columns disagree with its body. So a
+    change to any column, the body or the hash names that event."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        candidates = _mismatch_candidates(session, upto)
+
+        def first_mismatched() -> int | None:
+            for seq in candidates():
+                if not _body_matches_columns(session, seq):
+                    return seq
+            return None
+    else:
+
+        def first_mismatched() -> int | None:
+            return _first_mismatched_body(session, upto, batch)
+
+    result = _stream_check(session, upto, on_progress, batch)
+    mismatched = first_mismatched()
+    if mismatched is not None and (result.ok or mismatched < (result.broken_seq or 0)):
+        return Verification(
+            False,
+            mismatched - 1,
+            mismatched - 1,
+            _hash_of(session, mismatched - 1),
+            mismatched,
+            "the event's columns do not match its hashed body",
+        )
+    return result
+
+
+def _hash_of(session: Session, seq: int) -> str:
+    if seq == 0:
+        return GENESIS
+    return session.execute(select(LedgerEvent.hash).where(LedgerEvent.seq == seq)).scalar_one()
+
+
+def _stream_check(
+    session: Session, upto: int, on_progress: Callable[[int], None], batch: int
+) -> Verification:
+    query = (
+        "SELECT seq, prev_hash, hash, body FROM ledger_events "  # noqa: S608
+        f"WHERE seq <= {int(upto)} ORDER BY seq"
+    )
     expected_seq, prev, count = 1, GENESIS, 0
     sha256 = hashlib.sha256
-    for seq, prev_hash, digest, body in _stream_bodies(session, upto, batch):
+    for seq, prev_hash, digest, body in _fetch(session, query, batch, "ledger_verify"):
         if seq != expected_seq:
             return Verification(
                 False,
@@ -325,11 +444,9 @@ def _verify_fast(
                 seq,
                 "prev_hash does not match the previous event's hash",
             )
-        if (body is None or sha256(body.encode()).hexdigest() != digest) and not _recheck(
-            session, seq, digest
-        ):
+        if sha256(body.encode()).hexdigest() != digest:
             return Verification(
-                False, count, seq - 1, prev, seq, "hash does not match the event's contents"
+                False, count, seq - 1, prev, seq, "hash does not match the event's body"
             )
         prev, expected_seq = digest, seq + 1
         count += 1

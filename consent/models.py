@@ -147,6 +147,8 @@ class LedgerEvent(Base):
     notice_version: Mapped[int | None] = mapped_column(Integer)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The exact canonical JSON that ``hash`` is the SHA-256 of, as append() wrote it.
+    body: Mapped[str] = mapped_column(Text)
 
 
 class ConsentReceipt(Base):

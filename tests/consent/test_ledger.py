@@ -84,6 +84,12 @@ def test_append_chains_events_and_verify_reports_the_head(app: Flask) -> None:
         body = {name: row[name] for name in ledger.HASHED_FIELDS}
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert hashlib.sha256(text.encode()).hexdigest() == row["hash"]
+    with app.app_context():
+        bodies = db.session.execute(sa.select(LedgerEvent.body).order_by(LedgerEvent.seq))
+        # The stored body is exactly those bytes.
+        assert [body.encode() for body in bodies.scalars()] == [
+            ledger.canonical_bytes(row) for row in rows
+        ]
     assert json.loads(rows[0]["new_state"]) == {
         "state": "granted",
         "expires_at": None,
@@ -191,7 +197,7 @@ def _altered(column: str, value: Any, seq: int) -> Any:
     return text[:index] + replacement + text[index + 1 :]
 
 
-@pytest.mark.parametrize("column", [*ledger.HASHED_FIELDS, "hash"])
+@pytest.mark.parametrize("column", [*ledger.HASHED_FIELDS, "hash", "body"])
 def test_changing_one_byte_of_any_column_names_that_event(
     app: Flask, database: TestDatabase, column: str
 ) -> None:
@@ -274,7 +280,11 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
     try:
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(
-                sa.insert(LedgerEvent.__table__).values(**event, hash=ledger.event_hash(event))
+                sa.insert(LedgerEvent.__table__).values(
+                    **event,
+                    hash=ledger.event_hash(event),
+                    body=ledger.canonical_bytes(event).decode(),
+                )
             )
     finally:
         engine.dispose()
