@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -17,6 +18,28 @@ DURATIONS: dict[str, timedelta | None] = {
     "forever": None,
 }
 DURATION_LABELS = {"30d": "30 days", "1y": "1 year", "forever": "Until I revoke it"}
+
+
+class _TokenClient(Protocol):
+    @property
+    def vendor_id(self) -> str: ...
+
+
+class AccessToken(Protocol):
+    """What ``record_access`` reads of a token: a ``Token``, or the resource endpoints'
+    ``BearerToken``."""
+
+    @property
+    def user_id(self) -> str | None: ...
+
+    @property
+    def grant_id(self) -> str | None: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def client(self) -> _TokenClient: ...
 
 
 @dataclass(frozen=True)
@@ -123,19 +146,23 @@ def customer_grants(session: Session, user_id: str) -> list[Grant]:
     )
 
 
-def record_access(session: Session, token: Token, claims: list[str], endpoint: str) -> None:
+_INSERT_ACCESS_EVENT = insert(AccessEvent.__table__)  # built once: every API read runs it
+
+
+def record_access(session: Session, token: AccessToken, claims: list[str], endpoint: str) -> None:
     """Append one row to the access log (a plain INSERT: this is on every API read's path;
     "last access" is derived from the log rather than kept on the grant)."""
-    session.execute(
-        insert(AccessEvent).values(
-            user_id=token.user_id,
-            grant_id=token.grant_id,
-            vendor_id=token.client.vendor_id,
-            client_id=token.client_id,
-            claims=claims,
-            endpoint=endpoint,
-            at=utcnow(),
-        )
+    session.connection().execute(
+        _INSERT_ACCESS_EVENT,
+        {
+            "user_id": token.user_id,
+            "grant_id": token.grant_id,
+            "vendor_id": token.client.vendor_id,
+            "client_id": token.client_id,
+            "claims": claims,
+            "endpoint": endpoint,
+            "at": utcnow(),
+        },
     )
 
 

@@ -6,7 +6,7 @@ import json
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from vault.accounts.models import User
@@ -46,16 +46,24 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+_data_keys = DataKey.__table__
+_fields = ProfileField.__table__
+# Built once: the wrapped key and every field in one round trip, on each API read.
+_PROFILE_QUERY = (
+    select(
+        _data_keys.c.master_key_id, _data_keys.c.wrapped_key, _fields.c.name, _fields.c.ciphertext
+    )
+    .select_from(_data_keys)
+    .outerjoin(_fields, _fields.c.user_id == _data_keys.c.user_id)
+    .where(_data_keys.c.user_id == bindparam("user_id"))
+)
+
+
 def load_profile(session: Session, keys: KeyProvider, user_id: str) -> dict[str, Any]:
     """Decrypt every stored claim of one customer (absent claims are left out)."""
-    # The wrapped key and every field in one round trip: this runs on each API read.
-    rows = session.execute(
-        select(
-            DataKey.master_key_id, DataKey.wrapped_key, ProfileField.name, ProfileField.ciphertext
-        )
-        .outerjoin(ProfileField, ProfileField.user_id == DataKey.user_id)
-        .where(DataKey.user_id == user_id)
-    ).all()
+    if session.autoflush:
+        session.flush()  # what session.execute would do; nothing when nothing is pending
+    rows = session.connection().execute(_PROFILE_QUERY, {"user_id": user_id}).all()
     if not rows:
         raise DataKeyShredded(f"customer {user_id} has no data key (account deleted)")
     master_key_id, wrapped_key = rows[0][0], rows[0][1]
