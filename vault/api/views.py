@@ -32,7 +32,7 @@ def _client_key() -> str:
 @limiter.limit(_api_limit, key_func=_client_key)
 def profile() -> Response:
     """Exactly the claims of the scopes the customer granted this token."""
-    token = current_token
+    token = current_token._get_current_object()  # the BearerToken, not the proxy
     if token.user_id is None:
         return problem(
             403,

@@ -59,6 +59,9 @@ _PROFILE_QUERY = (
 )
 
 
+_decode_json = json.JSONDecoder().decode  # plaintexts are UTF-8 (``_encode``)
+
+
 def load_profile(session: Session, keys: KeyProvider, user_id: str) -> dict[str, Any]:
     """Decrypt every stored claim of one customer (absent claims are left out)."""
     if session.autoflush:
@@ -69,7 +72,7 @@ def load_profile(session: Session, keys: KeyProvider, user_id: str) -> dict[str,
     master_key_id, wrapped_key = rows[0][0], rows[0][1]
     cipher = FieldCipher(keys.unwrap(user_id, WrappedKey(master_key_id, wrapped_key)), user_id)
     profile = {
-        name: json.loads(cipher.decrypt(name, ciphertext))
+        name: _decode_json(cipher.decrypt(name, ciphertext).decode())
         for _, _, name, ciphertext in rows
         if name is not None
     }
