@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -210,58 +210,6 @@ def stream(session: Session, batch: int = 5000) -> Iterator[dict[str, Any]]:
     names = [*HASHED_FIELDS, "hash"]
     for row in stream_rows(session, batch=batch):
         yield dict(zip(names, row, strict=True))
-
-
-def _verify_tuples(
-    rows: Iterable[Sequence[Any]], on_progress: Callable[[int], None]
-) -> Verification:
-    expected_seq, prev, count = 1, GENESIS, 0
-    sha256 = hashlib.sha256
-    encode = canonical_row
-    for row in rows:
-        seq = row[_SEQ]
-        if seq != expected_seq:
-            return Verification(
-                False,
-                count,
-                expected_seq - 1,
-                prev,
-                expected_seq,
-                f"sequence gap: expected {expected_seq}, found {seq}",
-            )
-        if row[_PREV_HASH] != prev:
-            return Verification(
-                False,
-                count,
-                seq - 1,
-                prev,
-                seq,
-                "prev_hash does not match the previous event's hash",
-            )
-        prev = row[_HASH]
-        if sha256(encode(row)).hexdigest() != prev:
-            return Verification(
-                False,
-                count,
-                seq - 1,
-                row[_PREV_HASH],
-                seq,
-                "hash does not match the event's contents",
-            )
-        expected_seq = seq + 1
-        count += 1
-        if count % PROGRESS_EVERY == 0:
-            on_progress(PROGRESS_EVERY)
-    on_progress(count % PROGRESS_EVERY)
-    return Verification(True, count, expected_seq - 1, prev)
-
-
-def verify_rows(
-    rows: Iterable[dict[str, Any]], on_progress: Callable[[int], None] = lambda n: None
-) -> Verification:
-    """Recompute the chain; name the first event whose seq, link or hash is wrong."""
-    names = [*HASHED_FIELDS, "hash"]
-    return _verify_tuples((tuple(row[name] for name in names) for row in rows), on_progress)
 
 
 def _body_sql(dialect: str) -> str:
