@@ -9,6 +9,7 @@ from vault.api.problems import problem
 from vault.extensions import db
 from vault.profile.operations import PROFILE_CLAIMS, load_profile
 from vault.services import keys
+from vault.web.summary import customer_summary
 
 bp = Blueprint("web", __name__)
 
@@ -17,7 +18,9 @@ bp = Blueprint("web", __name__)
 def dashboard() -> str:
     if not current_user.is_authenticated:
         return render_template("web/landing.html")
-    profile = load_profile(db.session, keys(), current_user.id) if current_user.is_customer else {}
+    if not current_user.is_customer:
+        return render_template("web/dashboard.html", profile={}, filled=[], missing=[], total=0)
+    profile = load_profile(db.session, keys(), current_user.id)
     filled = [claim for claim in PROFILE_CLAIMS if claim in profile]
     return render_template(
         "web/dashboard.html",
@@ -25,6 +28,7 @@ def dashboard() -> str:
         filled=filled,
         missing=[claim for claim in PROFILE_CLAIMS if claim not in profile],
         total=len(PROFILE_CLAIMS),
+        summary=customer_summary(db.session, current_user.id),
     )
 
 
