@@ -14,6 +14,7 @@ from bench.consent_check import ITEMS as CONSENT_ITEMS
 from bench.consent_check import RUNS as CONSENT_RUNS
 from bench.consent_check import measure as measure_consent
 from bench.crypto import ARGON2_PRODUCTION, aesgcm_rates, argon2_rate
+from bench.decide import measure as measure_decide
 from bench.ledger import measure as measure_ledger
 from bench.oauth_api import CLIENT_THREADS, WORKERS
 from bench.oauth_api import measure as measure_api
@@ -151,7 +152,30 @@ def _seconds(value: float) -> str:
     return f"{value:.3f} s" if value >= 0.1 else f"{value * 1e3:.1f} ms"
 
 
+def _decide_section(args: argparse.Namespace) -> None:
+    _progress(f"pure decide(): a mix of 1,000 customers ({2 * args.seconds:g} s)")
+    result = measure_decide(args.seconds)
+    rows = [
+        ["measurement", "vault", "baseline", "rate", "vault/baseline"],
+        [
+            "consent.engine.decide (pure)",
+            f"{result.decide.per_second:,.0f} decisions/s",
+            "the same lookups, no rules or reasons",
+            f"{result.baseline.per_second:,.0f} /s",
+            f"{result.decide.per_second / result.baseline.per_second:.2f}",
+        ],
+    ]
+    print(_table(rows, right={1, 3, 4}))
+    print()
+    print(
+        "How to read: decide() walks the whole precedence, writes the reason sentence and "
+        "applies quiet hours and caps; the baseline only reads the same settings."
+    )
+    print()
+
+
 def _consent_section(args: argparse.Namespace) -> None:
+    _decide_section(args)
     _progress(
         f"consent check: {CONSENT_CUSTOMERS:,} customers by bulk insert, then "
         f"{CONSENT_RUNS} HTTP checks of {CONSENT_ITEMS:,} items under gunicorn -w 1"
