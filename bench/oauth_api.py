@@ -39,6 +39,7 @@ from bench.profile_store import (
     _migrate,
     _postgres_target,
     _sqlite_target,
+    bench_config,
 )
 from bench.timing import Rate
 
@@ -91,19 +92,10 @@ class ApiRates:
 
 
 def _config(target: Target, keyring_text: str) -> dict[str, Any]:
-    # The test profile's settings (tests/conftest.py _app_config), with rate limits far
-    # above what a benchmark reaches: the limiter still runs, it just never says no.
+    # Rate limits far above what a benchmark reaches: the limiter still runs, it just never
+    # says no.
     return {
-        "VAULT_ENV": "testing",
-        "SECRET_KEY": "bench-secret-" + secrets.token_hex(24),
-        "SQLALCHEMY_DATABASE_URI": target.url,
-        "SQLALCHEMY_ENGINE_OPTIONS": dict(target.engine_options),
-        "VAULT_MASTER_KEY": keyring_text,
-        "VAULT_MASTER_KEY_FILE": None,
-        "VAULT_ARGON2_TIME_COST": 1,
-        "VAULT_ARGON2_MEMORY_COST": 1024,
-        "VAULT_ARGON2_PARALLELISM": 1,
-        "RATELIMIT_STORAGE_URI": "memory://",
+        **bench_config(target, keyring_text),
         "VAULT_API_RATE_LIMIT": "1000000 per minute",
         "VAULT_TOKEN_RATE_LIMIT": "1000000 per minute",
     }

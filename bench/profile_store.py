@@ -102,23 +102,25 @@ def _postgres_target(url: str) -> Iterator[Target]:
         admin.dispose()
 
 
+def bench_config(target: Target, keyring_text: str) -> dict[str, Any]:
+    """The test profile's settings (tests/conftest.py), with cheap argon2 for creating the
+    customers: the production password cost is measured on its own."""
+    return {
+        "VAULT_ENV": "testing",
+        "SECRET_KEY": "bench-secret-" + secrets.token_hex(24),
+        "SQLALCHEMY_DATABASE_URI": target.url,
+        "SQLALCHEMY_ENGINE_OPTIONS": dict(target.engine_options),
+        "VAULT_MASTER_KEY": keyring_text,
+        "VAULT_MASTER_KEY_FILE": None,
+        "VAULT_ARGON2_TIME_COST": 1,
+        "VAULT_ARGON2_MEMORY_COST": 1024,
+        "VAULT_ARGON2_PARALLELISM": 1,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+
+
 def _app(target: Target, keyring_text: str) -> Flask:
-    # The test profile's settings (tests/conftest.py), with cheap argon2 for creating the
-    # customers: the production password cost is measured on its own.
-    return create_app(
-        {
-            "VAULT_ENV": "testing",
-            "SECRET_KEY": "bench-secret-" + secrets.token_hex(24),
-            "SQLALCHEMY_DATABASE_URI": target.url,
-            "SQLALCHEMY_ENGINE_OPTIONS": dict(target.engine_options),
-            "VAULT_MASTER_KEY": keyring_text,
-            "VAULT_MASTER_KEY_FILE": None,
-            "VAULT_ARGON2_TIME_COST": 1,
-            "VAULT_ARGON2_MEMORY_COST": 1024,
-            "VAULT_ARGON2_PARALLELISM": 1,
-            "RATELIMIT_STORAGE_URI": "memory://",
-        }
-    )
+    return create_app(bench_config(target, keyring_text))
 
 
 def _migrate(app: Flask) -> None:
