@@ -22,6 +22,22 @@ def secret_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def grant_ended(revoked_at: datetime | None, expires_at: datetime | None, now: datetime) -> bool:
+    return revoked_at is not None or (expires_at is not None and expires_at <= now)
+
+
+def token_refused(
+    *,
+    revoked_at: datetime | None,
+    client_disabled_at: datetime | None,
+    grant_ended: bool,
+    account_closed: bool,
+) -> bool:
+    """The one rule for whether an issued token no longer works: revoked itself, its client
+    disabled, its grant ended, or the customer's account closed."""
+    return revoked_at is not None or client_disabled_at is not None or grant_ended or account_closed
+
+
 class OAuthClient(Base, ClientMixin):
     __tablename__ = "oauth_clients"
 
@@ -116,10 +132,7 @@ class Grant(Base):
         return self.scope.split()
 
     def is_active(self, now: datetime | None = None) -> bool:
-        now = now or utcnow()
-        if self.revoked_at is not None:
-            return False
-        return self.expires_at is None or self.expires_at > now
+        return not grant_ended(self.revoked_at, self.expires_at, now or utcnow())
 
 
 class AuthorizationCode(Base, AuthorizationCodeMixin):
@@ -212,13 +225,12 @@ class Token(Base, TokenMixin):
     def is_revoked(self) -> bool:
         """Revoked itself, or its grant ended, its client was disabled, or the customer's
         account is closed."""
-        if self.revoked_at is not None:
-            return True
-        if self.client is not None and self.client.disabled_at is not None:
-            return True
-        if self.grant is not None and not self.grant.is_active():
-            return True
-        return self.user is not None and not self.user.is_active
+        return token_refused(
+            revoked_at=self.revoked_at,
+            client_disabled_at=self.client.disabled_at if self.client is not None else None,
+            grant_ended=self.grant is not None and not self.grant.is_active(),
+            account_closed=self.user is not None and not self.user.is_active,
+        )
 
     def is_refresh_usable(self) -> bool:
         if self.revoked_at is not None or self.refresh_used_at is not None:

@@ -28,7 +28,15 @@ from vault.api.problems import problem
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth import operations
-from vault.oauth.models import AuthorizationCode, Grant, OAuthClient, Token, secret_hash
+from vault.oauth.models import (
+    AuthorizationCode,
+    Grant,
+    OAuthClient,
+    Token,
+    grant_ended,
+    secret_hash,
+    token_refused,
+)
 from vault.oauth.scopes import API_SCOPES, claims_for, pairwise_sub
 from vault.oauth.signing import current_signing_key
 from vault.profile.operations import load_profile
@@ -372,17 +380,12 @@ class BearerToken:
         ) = row
         self.client_id = client_id
         self.client = BearerClient(client_id, vendor_id)
-        self.revoked = (
-            revoked_at is not None
-            or client_disabled_at is not None
-            or (
-                grant_row_id is not None
-                and (
-                    grant_revoked_at is not None
-                    or (grant_expires_at is not None and grant_expires_at <= utcnow())
-                )
-            )
-            or (user_row_id is not None and user_status != AccountStatus.ACTIVE)
+        self.revoked = token_refused(
+            revoked_at=revoked_at,
+            client_disabled_at=client_disabled_at,
+            grant_ended=grant_row_id is not None
+            and grant_ended(grant_revoked_at, grant_expires_at, utcnow()),
+            account_closed=user_row_id is not None and user_status != AccountStatus.ACTIVE,
         )
 
     def get_scope(self) -> str:
