@@ -115,7 +115,7 @@ def bench_config(target: Target, keyring_text: str) -> dict[str, Any]:
         "VAULT_ARGON2_TIME_COST": 1,
         "VAULT_ARGON2_MEMORY_COST": 1024,
         "VAULT_ARGON2_PARALLELISM": 1,
-        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_STORAGE_URI": "vault-memory://",
     }
 
 

@@ -41,6 +41,8 @@ def unavailable(reason: str) -> None:
 
 @dataclass
 class TestDatabase:
+    __test__ = False  # a fixture's value, not a test class, wherever it is imported
+
     backend: str
     url: str
     engine_options: dict[str, Any] = field(default_factory=dict)
@@ -65,7 +67,7 @@ def _app_config(database: TestDatabase, keyring_text: str, **overrides: Any) -> 
         "VAULT_ARGON2_TIME_COST": 1,
         "VAULT_ARGON2_MEMORY_COST": 1024,
         "VAULT_ARGON2_PARALLELISM": 1,
-        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_STORAGE_URI": "vault-memory://",
         **overrides,
     }
 

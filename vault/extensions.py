@@ -10,6 +10,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 
+from vault import ratelimit  # noqa: F401  (registers the vault-memory:// storage)
 from vault.models import Base
 
 db = SQLAlchemy(model_class=Base)

@@ -1,4 +1,4 @@
 """Fixtures for consent tests: the live vault of the OAuth tests (Authlib's OAuth2Session
 as the vendor's client against a real HTTP server, on SQLite and on PostgreSQL)."""
 
-from tests.vault.oauth.conftest import live_oauth_app, vault  # noqa: F401 (fixtures)
+from tests.vault.oauth.conftest import live_config_overrides, live_oauth_app, vault  # noqa: F401

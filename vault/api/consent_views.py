@@ -27,9 +27,9 @@ from vault.api.consent_schemas import (
     ConsentRequestInputSchema,
     load_check_batch,
 )
+from vault.api.limits import per_client_limit
 from vault.api.problems import problem
-from vault.api.views import _api_limit, _client_key
-from vault.extensions import csrf, db, limiter
+from vault.extensions import csrf, db
 from vault.models import utcnow
 from vault.oauth.scopes import pairwise_sub
 from vault.oauth.server import issuer, require_oauth
@@ -100,7 +100,7 @@ def _unknown_subject() -> Response:
 
 @bp.get("/api/v1/consents/<sub>")
 @require_oauth("consent:read")
-@limiter.limit(_api_limit, key_func=_client_key)
+@per_client_limit
 def subject_consents(sub: str) -> Response:
     """This vendor's settings and current decisions for one subject."""
     vendor = _vendor()
@@ -118,7 +118,7 @@ def subject_consents(sub: str) -> Response:
 
 @bp.post("/api/v1/consents/check")
 @require_oauth("consent:check")
-@limiter.limit(_api_limit, key_func=_client_key)
+@per_client_limit
 def check() -> Response:
     """A batch of up to 10,000 (sub, channel, topic): one result per item, in order."""
     request.max_content_length = CHECK_MAX_BYTES
@@ -153,7 +153,7 @@ def _request_response(row: ConsentRequest, sub: str, status: int) -> Response:
 
 @bp.post("/api/v1/consent-requests")
 @require_oauth("consent:request")
-@limiter.limit(_api_limit, key_func=_client_key)
+@per_client_limit
 def create_consent_request() -> Response:
     """Propose topics and channels to a subject; 201 new, 200 an identical pending one."""
     body = _json_body()
@@ -187,7 +187,7 @@ def create_consent_request() -> Response:
 
 @bp.get("/api/v1/consent-requests/<request_id>")
 @require_oauth("consent:request")
-@limiter.limit(_api_limit, key_func=_client_key)
+@per_client_limit
 def consent_request(request_id: str) -> Response:
     """One of this vendor's requests, with the customer's answer once given."""
     vendor = _vendor()

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import current_token
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, jsonify, render_template
 from werkzeug.wrappers import Response
 
+from vault.api.limits import per_client_limit
 from vault.api.problems import problem
 from vault.api.schemas import ProfileClaimsSchema
-from vault.extensions import csrf, db, limiter
+from vault.extensions import csrf, db
 from vault.oauth import operations
 from vault.oauth.scopes import claims_for, pairwise_sub
 from vault.oauth.server import require_oauth
@@ -18,18 +19,9 @@ profile_claims = ProfileClaimsSchema()  # built once: schema construction deep-c
 csrf.exempt(bp)  # bearer tokens, never cookies: nothing to forge
 
 
-def _api_limit() -> str:
-    return current_app.config["VAULT_API_RATE_LIMIT"]
-
-
-def _client_key() -> str:
-    # Evaluated after require_oauth accepted the token, so the limit is per client.
-    return "api-client:" + current_token.client_id
-
-
 @bp.get("/api/v1/profile")
 @require_oauth()
-@limiter.limit(_api_limit, key_func=_client_key)
+@per_client_limit
 def profile() -> Response:
     """Exactly the claims of the scopes the customer granted this token."""
     token = current_token._get_current_object()  # the BearerToken, not the proxy

@@ -232,13 +232,22 @@ def query_of(location: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def live_oauth_app(database: TestDatabase, keyring_text: str) -> Iterator[Flask]:
+def live_config_overrides() -> dict[str, Any]:
+    """Settings a test module changes for its live vault (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def live_oauth_app(
+    database: TestDatabase, keyring_text: str, live_config_overrides: dict[str, Any]
+) -> Iterator[Flask]:
     app = create_app(
         _app_config(
             database,
             keyring_text,
             SESSION_COOKIE_SECURE=False,
             VAULT_LOGIN_RATE_LIMIT="1000 per minute",
+            **live_config_overrides,
         )
     )
     yield app
