@@ -1,30 +1,38 @@
 """The append-only, hash-chained consent ledger.
 
-Each event's ``hash`` is SHA-256 over the canonical JSON (sorted keys, no spaces, UTF-8)
-of all its fields including ``prev_hash``; ``prev_hash`` is the hash of the event before
-(64 zeros for the first). Appending locks the one ``ledger_head`` row first, so concurrent
-writers (threads or processes, SQLite or PostgreSQL) queue up and the chain has no gaps and
-no forks; ``prev_hash`` is also unique, so a fork could not even be stored.
+Each event's ``body`` is the canonical JSON (sorted keys, no spaces, UTF-8, non-ASCII kept)
+of its 13 fields, ``seq`` and ``prev_hash`` among them, and its ``hash`` is the SHA-256 of
+those bytes; ``prev_hash`` is the hash of the event before (64 zeros for the first). The
+body is the single source of truth: the database generates every other column from it
+(``consent.models.LedgerEvent``), so no column can disagree with what was hashed.
+
+Appending locks the one ``ledger_head`` row first, so concurrent writers (threads or
+processes, SQLite or PostgreSQL) queue up and the chain has no gaps and no forks;
+``prev_hash`` is also unique, so a fork could not even be stored.
 
 Append inside the transaction that makes the change: both commit, or neither does.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterator, Sequence
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from operator import itemgetter
+from operator import methodcaller
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from consent.models import LedgerEvent, LedgerHead
+from consent.models import LedgerEvent, LedgerHead, body_field
 
 GENESIS = "0" * 64
 HASHED_FIELDS = (
@@ -42,16 +50,20 @@ HASHED_FIELDS = (
     "notice_version",
     "prev_hash",
 )
+# The columns the database generates from the body: every hashed field but seq, which is
+# the primary key (SQLite cannot generate one) and is checked against the body instead.
+GENERATED_FIELDS = HASHED_FIELDS[1:]
 SOURCES = ("ui", "api", "unsubscribe", "system")
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_state(state: Any) -> str:
-    return json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(state)
 
 
 def canonical_bytes(event: dict[str, Any]) -> bytes:
-    body = {name: event[name] for name in HASHED_FIELDS}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode({name: event[name] for name in HASHED_FIELDS}).encode()
 
 
 def event_hash(event: dict[str, Any]) -> str:
@@ -63,18 +75,16 @@ def timestamp(at: datetime) -> str:
 
 
 # Plain SQL on the session's own DB-API connection (inside its transaction): SQLAlchemy's
-# per-statement handling, even for prebuilt Core statements, cost more than the three
-# statements themselves. Only constant names go into these texts; values are bound.
-_EVENT_COLUMNS = (*HASHED_FIELDS, "hash", "body")
-_APPEND_SQL = {
-    marker: (
-        "UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
-        f"INSERT INTO ledger_events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
-        f"VALUES ({', '.join([marker] * len(_EVENT_COLUMNS))})",
-        f"UPDATE ledger_head SET hash = {marker} WHERE id = 1",  # noqa: S608
-    )
-    for marker in ("?", "%s")
-}
+# per-statement handling, even for prebuilt Core statements, cost more than the statements
+# themselves. Only constant names go into these texts; values are bound.
+_NEXT_SEQ = "UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+_INSERT = "INSERT INTO ledger_events (seq, hash, body) VALUES (?, ?, ?)"
+_SET_HEAD_HASH = "UPDATE ledger_head SET hash = ? WHERE id = 1"
+# PostgreSQL: insert the event and move the head hash in one statement, one round trip.
+_INSERT_AND_SET_HEAD_HASH = (
+    "WITH event AS (INSERT INTO ledger_events (seq, hash, body) VALUES (%s, %s, %s)) "
+    "UPDATE ledger_head SET hash = %s WHERE id = 1"
+)
 
 
 def _dbapi(session: Session) -> tuple[Any, str]:
@@ -111,32 +121,40 @@ def append(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}")
     dbapi, dialect = _dbapi(session)
-    next_seq, insert_event, set_head_hash = _APPEND_SQL["?" if dialect == "sqlite" else "%s"]
     cursor = dbapi.cursor()
-    # Taking the head row's lock first makes every appender wait its turn.
-    cursor.execute(next_seq)
-    seq, prev_hash = cursor.fetchone()
-    event = {
-        "seq": seq,
-        "at": timestamp(at or datetime.now(UTC)),
-        "event_type": event_type,
-        "subject": subject,
-        "vendor_id": vendor_id,
-        "channel": channel,
-        "topic": topic,
-        "prev_state": canonical_state(prev_state),
-        "new_state": canonical_state(new_state),
-        "actor": actor,
-        "source": source,
-        "notice_version": notice_version,
-        "prev_hash": prev_hash,
-    }
-    body = canonical_row(tuple(event.values()))
-    digest = hashlib.sha256(body).hexdigest()
-    cursor.execute(insert_event, (*event.values(), digest, body.decode()))
-    cursor.execute(set_head_hash, (digest,))
-    cursor.close()
+    try:
+        # Taking the head row's lock first makes every appender wait its turn.
+        cursor.execute(_NEXT_SEQ)
+        seq, prev_hash = cursor.fetchone()
+        body = _ENCODER.encode(
+            {
+                "seq": seq,
+                "at": timestamp(at or datetime.now(UTC)),
+                "event_type": event_type,
+                "subject": subject,
+                "vendor_id": vendor_id,
+                "channel": channel,
+                "topic": topic,
+                "prev_state": canonical_state(prev_state),
+                "new_state": canonical_state(new_state),
+                "actor": actor,
+                "source": source,
+                "notice_version": notice_version,
+                "prev_hash": prev_hash,
+            }
+        )
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        if dialect == "postgresql":
+            cursor.execute(_INSERT_AND_SET_HEAD_HASH, (seq, digest, body, digest))
+        else:
+            cursor.execute(_INSERT, (seq, digest, body))
+            cursor.execute(_SET_HEAD_HASH, (digest,))
+    finally:
+        cursor.close()
     return Appended(seq, digest)
+
+
+# --- verification ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -149,267 +167,364 @@ class Verification:
     problem: str | None = None
 
 
-ROW_COLUMNS = [getattr(LedgerEvent, name) for name in HASHED_FIELDS] + [LedgerEvent.hash]
-_SEQ, _PREV_HASH, _HASH = HASHED_FIELDS.index("seq"), HASHED_FIELDS.index("prev_hash"), 13
-PROGRESS_EVERY = 10000
+BATCH = 20000
+# Below this many events one process verifies: starting workers costs more than it saves.
+PARALLEL_MIN = 100_000
+MAX_WORKERS = 4
 
-# The canonical encoding, spelt out: json.dumps(sort_keys=True, separators=(",", ":"),
-# ensure_ascii=False) of a dict with exactly these keys is "{" + '"key":value' joined by ","
-# in sorted key order + "}", where a str value is json's own encode_basestring, None is
-# null and an int is int.__repr__ -- the same functions json's C encoder calls. Anything
-# else (never stored, but who knows) goes through json.dumps itself. Byte-for-byte equal to
-# canonical_bytes(); tests/consent/test_ledger.py checks that on awkward values.
-_SORTED_FIELDS = sorted(HASHED_FIELDS)
-_TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in _SORTED_FIELDS) + "}"
-_PICK_SORTED = itemgetter(*(HASHED_FIELDS.index(name) for name in _SORTED_FIELDS))
+_hexdigest = methodcaller("hexdigest")
+_sha256 = hashlib.sha256
 
 
-def _json_value(value: Any) -> str:
-    kind = value.__class__
-    if kind is str:
-        return encode_basestring(value)
-    if value is None:
-        return "null"
-    if kind is int:
-        return int.__repr__(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _needles(prefix: str, values: Iterable[str], suffix: str) -> list[str]:
+    """[prefix + value + suffix for value in values], built by two C loops (join, split)
+    instead of a Python one; the values are hex digests or numbers, never a newline."""
+    return (prefix + (suffix + "\n" + prefix).join(values) + suffix).split("\n")
 
 
-def canonical_row(row: Sequence[Any]) -> bytes:
-    """canonical_bytes() of a row whose first 13 columns are HASHED_FIELDS in order."""
-    return (_TEMPLATE % tuple(map(_json_value, _PICK_SORTED(row)))).encode()
+def _row_problem(seq: Any, expected: int, prev: str, digest: Any, body: Any) -> str | None:
+    """What is wrong with one event, checked one step after another (None: nothing).
 
-
-def stream_rows(
-    session: Session, *, upto: int | None = None, batch: int = 20000
-) -> Iterator[tuple[Any, ...]]:
-    """Every event as a plain tuple (HASHED_FIELDS, then hash) in seq order, straight from
-    the database driver in batches: constant memory, no ORM or Row objects per event.
-    On PostgreSQL a server-side (named) cursor, so a million events never sit in memory."""
-    query = select(*ROW_COLUMNS).order_by(LedgerEvent.seq)
-    if upto is not None:
-        query = query.where(LedgerEvent.seq <= upto)
-    connection = session.connection()
-    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    if connection.dialect.name == "postgresql":
-        cursor = dbapi.cursor(name=f"ledger_verify_{id(query):x}")
-        cursor.itersize = batch
-    else:
-        cursor = dbapi.cursor()
+    The body's own prev_hash and seq are found as substrings: every value in a canonical
+    body is a JSON string, integer or null, and a quote inside a string is always escaped,
+    so ``,"prev_hash":"`` and ``,"seq":`` occur only where those keys are."""
+    if seq != expected:
+        return f"sequence gap: expected {expected}, found {seq}"
+    if not isinstance(body, str) or not isinstance(digest, str):
+        return "the event's body or hash is not text"
     try:
-        cursor.execute(str(compiled))
-        while rows := cursor.fetchmany(batch):
-            yield from rows
-    finally:
-        cursor.close()
-
-
-def stream(session: Session, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    names = [*HASHED_FIELDS, "hash"]
-    for row in stream_rows(session, batch=batch):
-        yield dict(zip(names, row, strict=True))
-
-
-def _body_sql(dialect: str) -> str:
-    """SQL that spells the canonical JSON of a row from its columns (json_quote on SQLite,
-    to_json on PostgreSQL: the same escapes as Python's json, as far as they go)."""
-    parts = []
-    for number, name in enumerate(_SORTED_FIELDS):
-        value = (
-            f"json_quote({name})"
-            if dialect == "sqlite"
-            else f"coalesce(to_json({name})::text, 'null')"
-        )
-        parts.append(f"'{'{' if number == 0 else ','}\"{name}\":' || {value}")
-    return " || ".join(parts) + " || '}'"
-
-
-def _cursor(session: Session, batch: int, name: str) -> Any:
-    dbapi, dialect = _dbapi(session)
-    if dialect == "postgresql":
-        cursor = dbapi.cursor(name=name)
-        cursor.itersize = batch
-        return cursor
-    cursor = dbapi.cursor()
-    cursor.arraysize = batch
-    return cursor
-
-
-def _fetch(session: Session, query: str, batch: int, name: str) -> Iterator[tuple[Any, ...]]:
-    cursor = _cursor(session, batch, name)
-    try:
-        cursor.execute(query)
-        while rows := cursor.fetchmany(batch):
-            yield from rows
-    finally:
-        cursor.close()
-
-
-def _body_matches_columns(session: Session, seq: int) -> bool:
-    """The definition itself: the stored body is byte for byte the canonical JSON built
-    here from the event's columns, exactly as append() built it."""
-    row = session.execute(
-        select(*ROW_COLUMNS[:-1], LedgerEvent.body).where(LedgerEvent.seq == seq)
-    ).one()
-    return canonical_row(tuple(row)).decode() == row[-1]
-
-
-def _mismatch_candidates(session: Session, upto: int) -> Callable[[], list[int]]:
-    """Start the query for the seqs whose body differs from the columns as the database
-    spells them, on a connection of its own in a thread: it returns no rows unless
-    something differs, so the database does the whole scan without Python's lock and runs
-    beside the hashing. Returns a function that waits for the seqs."""
-    engine = session.get_bind()
-    dialect = engine.dialect.name
-    differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
-    # Only constant column names and an int go into this text.
-    query = (
-        "SELECT seq FROM ledger_events "  # noqa: S608
-        f"WHERE seq <= {int(upto)} AND body {differs} ({_body_sql(dialect)}) ORDER BY seq"
-    )
-    separate = dialect == "postgresql" or (
-        dialect == "sqlite" and engine.url.database not in (None, "", ":memory:")
-    )
-    if not separate:
-        seqs = [row[0] for row in _fetch(session, query, 20000, "ledger_columns")]
-        return lambda: seqs
-    found: list[int] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with engine.connect() as connection:
-                found.extend(connection.exec_driver_sql(query).scalars())
-        except BaseException as exc:  # re-raised in the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, name="ledger-verify-columns", daemon=True)
-    thread.start()
-
-    def wait() -> list[int]:
-        thread.join()
-        if failed:
-            raise failed[0]
-        return found
-
-    return wait
-
-
-def _first_mismatched_body(session: Session, upto: int, batch: int) -> int | None:
-    """The first seq whose stored body is not the canonical JSON of its columns, in one
-    query: the database spells each row's JSON from its columns and compares it with the
-    body, so nothing but the (normally no) differing seqs crosses the driver. A row where
-    the spellings differ is re-encoded here and only that decides: an escape the database
-    spells differently from Python costs time, never a false alarm."""
-    dialect = session.connection().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        # Only constant column names and an int go into this text.
-        differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
-        query = (
-            "SELECT seq FROM ledger_events "  # noqa: S608
-            f"WHERE seq <= {int(upto)} AND body {differs} ({_body_sql(dialect)}) "
-            "ORDER BY seq"
-        )
-        candidates = (row[0] for row in _fetch(session, query, batch, "ledger_columns"))
-    else:
-        candidates = iter(
-            session.execute(select(LedgerEvent.seq).where(LedgerEvent.seq <= upto)).scalars()
-        )
-    for seq in candidates:
-        if not _body_matches_columns(session, seq):
-            return seq
+        data = body.encode()
+    except UnicodeEncodeError:
+        return "the event's body is not valid text"
+    if _sha256(data).hexdigest() != digest:
+        return "hash does not match the event's body"
+    if f',"prev_hash":"{prev}"' not in body:
+        return "prev_hash does not match the previous event's hash"
+    if f',"seq":{seq},' not in body:
+        return "the body's seq is not the event's seq"
     return None
 
 
-def _verify_fast(
-    session: Session, upto: int, on_progress: Callable[[int], None], batch: int = 20000
-) -> Verification:
-    """Each event's stored canonical body is hashed here as it streams from the driver
-    (four values a row, no encoding work) and checked against its hash and the chain; one
-    query before that finds the first event whose columns disagree with its body. So a
-    change to any column, the body or the hash names that event."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        candidates = _mismatch_candidates(session, upto)
+def _batch_ok(rows: list[tuple[Any, ...]], expected: int, prev: str) -> bool:
+    """The checks of _row_problem over a whole batch at once, each a C-level loop (map,
+    list comparison) rather than Python code per event; hashing is most of what is left.
+    False means some event is broken (or odd): _row_problem then finds which."""
+    try:
+        seqs, hashes, bodies = zip(*rows, strict=True)
+        if seqs != tuple(range(expected, expected + len(rows))):
+            return False
+        digests = list(map(_hexdigest, map(_sha256, map(str.encode, bodies))))
+        if digests != list(hashes):
+            return False
+        links = _needles(',"prev_hash":"', [prev, *digests[:-1]], '"')
+        if not all(map(str.__contains__, bodies, links)):
+            return False
+        return all(map(str.__contains__, bodies, _needles(',"seq":', map(str, seqs), ",")))
+    except (TypeError, ValueError):  # a value that is not text: let _row_problem say so
+        return False
 
-        def first_mismatched() -> int | None:
-            for seq in candidates():
-                if not _body_matches_columns(session, seq):
-                    return seq
-            return None
+
+@dataclass(frozen=True)
+class _Scan:
+    """The outcome of checking events first..last against the hash before first."""
+
+    count: int  # events found good, from first on
+    last_hash: str  # the hash of the last good event (the one before first if none)
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """No problem and no event missing at the end of the range."""
+        return self.problem is None and self.broken_seq is None
+
+
+def _rows(dbapi: Any, dialect: str, query: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The query's rows in batches straight from the driver: on PostgreSQL through a
+    server-side (named) cursor, so a million events never sit in memory."""
+    if dialect == "postgresql":
+        cursor = dbapi.cursor(name="ledger_verify")
+        cursor.itersize = batch
     else:
-
-        def first_mismatched() -> int | None:
-            return _first_mismatched_body(session, upto, batch)
-
-    result = _stream_check(session, upto, on_progress, batch)
-    mismatched = first_mismatched()
-    if mismatched is not None and (result.ok or mismatched < (result.broken_seq or 0)):
-        return Verification(
-            False,
-            mismatched - 1,
-            mismatched - 1,
-            _hash_of(session, mismatched - 1),
-            mismatched,
-            "the event's columns do not match its hashed body",
-        )
-    return result
+        cursor = dbapi.cursor()
+        cursor.arraysize = batch
+    try:
+        cursor.execute(query)
+        while rows := cursor.fetchmany(batch):
+            yield rows
+    finally:
+        cursor.close()
 
 
-def _hash_of(session: Session, seq: int) -> str:
-    if seq == 0:
-        return GENESIS
-    return session.execute(select(LedgerEvent.hash).where(LedgerEvent.seq == seq)).scalar_one()
-
-
-def _stream_check(
-    session: Session, upto: int, on_progress: Callable[[int], None], batch: int
-) -> Verification:
+def _scan(
+    dbapi: Any,
+    dialect: str,
+    first: int,
+    last: int,
+    prev: str,
+    on_progress: Callable[[int], None],
+    batch: int = BATCH,
+) -> _Scan:
+    """Check events first..last in seq order: each body hashes to its hash, names the
+    previous event's hash as prev_hash and its own seq. Only seq, hash and body are read."""
     query = (
-        "SELECT seq, prev_hash, hash, body FROM ledger_events "  # noqa: S608
-        f"WHERE seq <= {int(upto)} ORDER BY seq"
+        "SELECT seq, hash, body FROM ledger_events "  # noqa: S608 -- two ints
+        f"WHERE seq BETWEEN {int(first)} AND {int(last)} ORDER BY seq"
     )
-    expected_seq, prev, count = 1, GENESIS, 0
-    sha256 = hashlib.sha256
-    for seq, prev_hash, digest, body in _fetch(session, query, batch, "ledger_verify"):
-        if seq != expected_seq:
-            return Verification(
-                False,
-                count,
-                expected_seq - 1,
-                prev,
-                expected_seq,
-                f"sequence gap: expected {expected_seq}, found {seq}",
-            )
-        if prev_hash != prev:
-            return Verification(
-                False,
-                count,
-                seq - 1,
-                prev,
-                seq,
-                "prev_hash does not match the previous event's hash",
-            )
-        if sha256(body.encode()).hexdigest() != digest:
-            return Verification(
-                False, count, seq - 1, prev, seq, "hash does not match the event's body"
-            )
-        prev, expected_seq = digest, seq + 1
-        count += 1
-        if count % PROGRESS_EVERY == 0:
-            on_progress(PROGRESS_EVERY)
-    on_progress(count % PROGRESS_EVERY)
-    return Verification(True, count, expected_seq - 1, prev)
+    expected = first
+    for rows in _rows(dbapi, dialect, query, batch):
+        if not _batch_ok(rows, expected, prev):
+            for seq, digest, body in rows:
+                problem = _row_problem(seq, expected, prev, digest, body)
+                if problem is not None:
+                    return _Scan(expected - first, prev, expected, problem)
+                prev, expected = digest, expected + 1
+        else:
+            expected += len(rows)
+            prev = rows[-1][1]
+        on_progress(len(rows))
+    if expected <= last:  # the range ends early: events missing from ``expected`` on
+        return _Scan(expected - first, prev, expected)
+    return _Scan(expected - first, prev)
 
 
-def verify(session: Session, on_progress: Callable[[int], None] = lambda n: None) -> Verification:
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Verification allocates millions of short-lived tuples; the cyclic collector would
+    keep walking them (a third of the time) though none of them can form a cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# --- verification in worker processes ---------------------------------------------------------
+
+_worker: dict[str, Engine] = {}
+
+
+def _worker_start(engine: Engine) -> None:
+    """In a freshly forked worker: forget the parent's pooled connections (they are the
+    parent's to use and close) and open new ones from the same engine configuration."""
+    engine.dispose(close=False)
+    _worker["engine"] = engine
+    gc.disable()
+
+
+def _worker_scan(first: int, last: int) -> _Scan:
+    engine = _worker["engine"]
+    connection = engine.raw_connection()
+    try:
+        dbapi = connection.dbapi_connection
+        prev = GENESIS
+        if first > 1:
+            cursor = dbapi.cursor()
+            cursor.execute(f"SELECT hash FROM ledger_events WHERE seq = {int(first) - 1}")  # noqa: S608
+            found = cursor.fetchone()
+            cursor.close()
+            # A missing predecessor shows in the range before this one, which comes first.
+            prev = found[0] if found else ""
+        return _scan(dbapi, engine.dialect.name, first, last, prev, lambda count: None)
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def default_workers() -> int:
+    """Worker processes for a large ledger: one per available CPU, at most MAX_WORKERS;
+    1 where processes cannot be forked (each worker inherits the engine's settings)."""
+    if "fork" not in multiprocessing.get_all_start_methods() or os.name != "posix":
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
+
+
+def _can_fork_for(engine: Engine) -> bool:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    # An in-memory SQLite database exists only in this process's connection.
+    database = engine.url.database or ""
+    return not (
+        engine.dialect.name == "sqlite"
+        and (database in ("", ":memory:") or "mode=memory" in database)
+    )
+
+
+def _scan_parallel(
+    engine: Engine, upto: int, workers: int, on_progress: Callable[[int], None]
+) -> list[_Scan]:
+    """Split 1..upto into ranges, a few per worker (so the progress bar moves), check them
+    in forked worker processes, each on its own connection, and return them in order.
+    Each range starts from the stored hash of the event before it, which the range
+    before checks against that event's body, so every link is checked exactly once."""
+    size = max(BATCH, -(-upto // (workers * 4)))
+    ranges = [(first, min(first + size - 1, upto)) for first in range(1, upto + 1, size)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_start, initargs=(engine,)
+    ) as pool:
+        futures = [pool.submit(_worker_scan, first, last) for first, last in ranges]
+        scans = []
+        for future in futures:
+            scan = future.result()
+            on_progress(scan.count)
+            scans.append(scan)
+            if not scan.complete:
+                for later in futures:
+                    later.cancel()
+                break
+    return scans
+
+
+def _merge(session: Session, scans: list[_Scan], upto: int) -> Verification:
+    """One verdict from the ranges' outcomes, as if one scan had gone from 1 to upto."""
+    count, prev = 0, GENESIS
+    for scan in scans:
+        if scan.problem is not None:
+            return Verification(
+                False, count + scan.count, scan.broken_seq - 1, scan.last_hash,
+                scan.broken_seq, scan.problem,
+            )  # fmt: skip
+        count, prev = count + scan.count, scan.last_hash
+        if scan.broken_seq is not None:
+            # Events are missing from broken_seq on: a gap if any event follows, else a
+            # deleted tail, which the head check below reports.
+            following = session.scalar(
+                select(LedgerEvent.seq)
+                .where(LedgerEvent.seq > scan.broken_seq, LedgerEvent.seq <= upto)
+                .order_by(LedgerEvent.seq)
+                .limit(1)
+            )
+            if following is not None:
+                return Verification(
+                    False,
+                    count,
+                    scan.broken_seq - 1,
+                    prev,
+                    scan.broken_seq,
+                    f"sequence gap: expected {scan.broken_seq}, found {following}",
+                )
+            break
+    return Verification(True, count, count, prev)
+
+
+# --- the columns the database generates from the body ----------------------------------------
+
+
+def _normalised(expression: str) -> str:
+    """An expression without spaces, parentheses, ``::text`` and case, so that the text
+    a database reports compares with the text the model compiles to."""
+    return re.sub(r"[\s()]|::text", "", expression).lower()
+
+
+def _column_expressions(session: Session) -> dict[str, str | None]:
+    """Each column of ledger_events, and its generation expression (None: not generated)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        rows = connection.exec_driver_sql(
+            "SELECT column_name, is_generated, generation_expression "
+            "FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'ledger_events'"
+        ).all()
+        return {name: expr if generated == "ALWAYS" else None for name, generated, expr in rows}
+    # SQLite: table_xinfo flags generated columns (hidden 2 virtual, 3 stored); their
+    # expressions are only in the CREATE TABLE text, as written.
+    hidden = {
+        row[1]: row[6]
+        for row in connection.exec_driver_sql("PRAGMA table_xinfo(ledger_events)").all()
+    }
+    sql = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'ledger_events'"
+    ).scalar_one_or_none()
+    expressions: dict[str, str | None] = {}
+    for name, flag in hidden.items():
+        found = re.search(
+            rf'[(,]\s*"?{re.escape(name)}"?\s[^,]*?GENERATED\s+ALWAYS\s+AS\s*\((.*?)\)'
+            r"\s*(?:VIRTUAL|STORED)?\s*(?:NOT\s+NULL\s*)?(?:,|\)\s*$)",
+            sql or "",
+            re.IGNORECASE | re.DOTALL,
+        )
+        expressions[name] = found.group(1) if flag in (2, 3) and found else None
+    return expressions
+
+
+def _generated_problem(session: Session) -> Verification | None:
+    """Confirm (from the catalog, not the rows) that every field column is still
+    generated from the body by the vault's own expression. Someone who dropped an
+    expression could rewrite that column at will; then name the first event whose column
+    differs from its body (if any yet) and the columns."""
+    dialect = session.connection().dialect
+    actual = _column_expressions(session)
+    wrong = [
+        name
+        for name in GENERATED_FIELDS
+        if actual.get(name) is None
+        or _normalised(actual[name] or "")
+        != _normalised(str(body_field(name, name == "notice_version").compile(dialect=dialect)))
+    ]
+    if not wrong:
+        return None
+    present = [name for name in wrong if name in actual]
+    broken_seq = None
+    if present:
+        differs = "IS NOT" if dialect.name == "sqlite" else "IS DISTINCT FROM"
+        compiled = {
+            name: body_field(name, name == "notice_version").compile(dialect=dialect)
+            for name in present
+        }
+        # Only constant column names and the vault's own expressions go into this text.
+        broken_seq = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT min(seq) FROM ledger_events WHERE "  # noqa: S608
+                + " OR ".join(f"{name} {differs} {compiled[name]}" for name in present)
+            )
+            .scalar()
+        )
+    return Verification(
+        False,
+        0,
+        0,
+        GENESIS,
+        broken_seq,
+        "columns no longer generated from the event's body by the vault's expression: "
+        + ", ".join(wrong),
+    )
+
+
+def verify(
+    session: Session,
+    on_progress: Callable[[int], None] = lambda n: None,
+    *,
+    workers: int | None = None,
+) -> Verification:
     """Verify the chain up to the head as it is now (events appended meanwhile are left for
-    the next run), then check that the head names the last event: a deleted tail shows."""
+    the next run), then check that the head names the last event: a deleted tail shows.
+
+    First, once, that the field columns are still generated from the body (else nothing
+    else is trusted). Large ledgers are checked by ``workers`` forked processes (default:
+    one per CPU, see default_workers), each over ranges of the committed events."""
+    problem = _generated_problem(session)
+    if problem is not None:
+        return problem
     head = session.get(LedgerHead, 1)
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
-    result = _verify_fast(session, head_seq, on_progress)
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    workers = default_workers() if workers is None else workers
+    with _no_cyclic_gc():
+        if workers > 1 and head_seq >= PARALLEL_MIN and _can_fork_for(engine):
+            scans = _scan_parallel(engine, head_seq, workers, on_progress)
+        else:
+            dbapi, dialect = _dbapi(session)
+            scans = [_scan(dbapi, dialect, 1, head_seq, GENESIS, on_progress)]
+    result = _merge(session, scans, head_seq)
     if not result.ok:
         return result
     if head is None or (head_seq, head_hash) != (result.head_seq, result.head_hash):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Computed, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.exc import CompileError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import ColumnElement
 
 from vault.models import Base, UTCDateTime, new_id, utcnow
 from vault.vendors.models import ContactTopic, Vendor
@@ -128,27 +132,81 @@ class LedgerHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class body_field(ColumnElement[Any]):  # lower case: it reads like the SQL function it is
+    """The value of one top-level key of the event's canonical JSON ``body``, spelt by
+    each database: the generation expression of LedgerEvent's query columns."""
+
+    # Its SQL depends on name and integer, which a cache key would not see: never cached.
+    inherit_cache = False
+
+    def __init__(self, name: str, integer: bool = False) -> None:
+        self.name = name
+        self.integer = integer
+
+
+@compiles(body_field, "sqlite")
+def _body_field_sqlite(element: body_field, compiler: Any, **kw: Any) -> str:
+    return f"json_extract(body, '$.{element.name}')"
+
+
+@compiles(body_field, "postgresql")
+def _body_field_postgresql(element: body_field, compiler: Any, **kw: Any) -> str:
+    # text -> jsonb and ->> are immutable, as a generated column requires.
+    value = f"(body::jsonb ->> '{element.name}')"
+    return f"{value}::integer" if element.integer else value
+
+
+@compiles(body_field)
+def _body_field_other(element: body_field, compiler: Any, **kw: Any) -> str:
+    raise CompileError(f"no JSON field expression for {compiler.dialect.name}")
+
+
+class _GeneratedFromBody(Computed):
+    """A generated column, VIRTUAL on SQLite (computed when read or indexed, nothing
+    stored twice) and STORED on PostgreSQL, the only kind it can index."""
+
+
+@compiles(_GeneratedFromBody, "postgresql")
+def _generated_stored(element: _GeneratedFromBody, compiler: Any, **kw: Any) -> str:
+    expression = compiler.sql_compiler.process(
+        element.sqltext, include_table=False, literal_binds=True
+    )
+    return f"GENERATED ALWAYS AS ({expression}) STORED"
+
+
+def _from_body(name: str, integer: bool = False) -> Computed:
+    return _GeneratedFromBody(body_field(name, integer))
+
+
 class LedgerEvent(Base):
-    """An append-only, hash-chained record of a consent change (see consent.ledger)."""
+    """An append-only, hash-chained record of a consent change (see consent.ledger).
+
+    ``body`` is the single source of truth: the exact canonical JSON that ``hash`` is the
+    SHA-256 of. Every other field is a column the database generates from ``body``, so
+    it can never disagree with what was hashed (the database refuses to UPDATE it), and
+    verifying the ledger needs only seq, hash and body."""
 
     __tablename__ = "ledger_events"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[str] = mapped_column(String(32))  # ISO 8601 UTC, exactly as hashed
-    event_type: Mapped[str] = mapped_column(String(40), index=True)
-    subject: Mapped[str] = mapped_column(String(64), index=True)  # customer pseudonym
-    vendor_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    channel: Mapped[str | None] = mapped_column(String(10))
-    topic: Mapped[str | None] = mapped_column(String(64))
-    prev_state: Mapped[str] = mapped_column(Text)  # canonical JSON
-    new_state: Mapped[str] = mapped_column(Text)  # canonical JSON
-    actor: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(12))
-    notice_version: Mapped[int | None] = mapped_column(Integer)
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
-    # The exact canonical JSON that ``hash`` is the SHA-256 of, as append() wrote it.
     body: Mapped[str] = mapped_column(Text)
+    at: Mapped[str] = mapped_column(String(32), _from_body("at"))  # ISO 8601 UTC, as hashed
+    event_type: Mapped[str] = mapped_column(String(40), _from_body("event_type"), index=True)
+    # The customer's pseudonym.
+    subject: Mapped[str] = mapped_column(String(64), _from_body("subject"), index=True)
+    vendor_id: Mapped[str | None] = mapped_column(String(36), _from_body("vendor_id"), index=True)
+    channel: Mapped[str | None] = mapped_column(String(10), _from_body("channel"))
+    topic: Mapped[str | None] = mapped_column(String(64), _from_body("topic"))
+    prev_state: Mapped[str] = mapped_column(Text, _from_body("prev_state"))  # canonical JSON
+    new_state: Mapped[str] = mapped_column(Text, _from_body("new_state"))  # canonical JSON
+    actor: Mapped[str] = mapped_column(String(64), _from_body("actor"))
+    source: Mapped[str] = mapped_column(String(12), _from_body("source"))
+    notice_version: Mapped[int | None] = mapped_column(
+        Integer, _from_body("notice_version", integer=True)
+    )
+    # Unique: a second event on the same predecessor (a fork) cannot be stored.
+    prev_hash: Mapped[str] = mapped_column(String(64), _from_body("prev_hash"), unique=True)
 
 
 class ConsentReceipt(Base):

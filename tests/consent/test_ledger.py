@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.schema import CreateColumn
 
 from consent import ledger
 from consent.models import LedgerEvent
@@ -71,25 +72,32 @@ def _cli_verify(app: Flask) -> tuple[int, dict[str, Any]]:
 # --- basics ----------------------------------------------------------------------------------
 
 
+def _rows(app: Flask) -> list[dict[str, Any]]:
+    """Every event's fields as the database generates them from its body, and its hash."""
+    table = LedgerEvent.__table__
+    with app.app_context():
+        rows = db.session.execute(sa.select(table).order_by(table.c.seq)).mappings().all()
+        db.session.remove()
+    return [dict(row) for row in rows]
+
+
 def test_append_chains_events_and_verify_reports_the_head(app: Flask) -> None:
     appended = _fill(app)
     assert [event.seq for event in appended] == [1, 2, 3, 4, 5]
-    with app.app_context():
-        rows = list(ledger.stream(db.session))
+    rows = _rows(app)
     assert rows[0]["prev_hash"] == ledger.GENESIS
     for before, row in itertools.pairwise(rows):
         assert row["prev_hash"] == before["hash"]
     for row in rows:
-        # The definition: SHA-256 over json.dumps of the 13 hashed fields, sorted, compact.
+        # The definition: SHA-256 over json.dumps of the 13 hashed fields, sorted, compact;
+        # the stored body is exactly those bytes, and the columns generated from it give
+        # back the fields.
         body = {name: row[name] for name in ledger.HASHED_FIELDS}
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert row["body"] == text
         assert hashlib.sha256(text.encode()).hexdigest() == row["hash"]
-    with app.app_context():
-        bodies = db.session.execute(sa.select(LedgerEvent.body).order_by(LedgerEvent.seq))
-        # The stored body is exactly those bytes.
-        assert [body.encode() for body in bodies.scalars()] == [
-            ledger.canonical_bytes(row) for row in rows
-        ]
+        assert ledger.canonical_bytes(row) == text.encode()
+    assert rows[0]["notice_version"] == 3 and rows[0]["channel"] == "email"
     assert json.loads(rows[0]["new_state"]) == {
         "state": "granted",
         "expires_at": None,
@@ -131,43 +139,20 @@ AWKWARD = [
     "control \x00\x01\x1f\x7f \b\f\n\r\t",
     "unicode café ✓ 𝄞 \u2028\u2029 \ufeff",
     "zeros 0000",
+    ',"seq":1,"prev_hash":"' + "0" * 64 + '"',  # the keys verify looks for, inside a value
 ]
 
 
-@pytest.mark.parametrize("text", AWKWARD)
-def test_fast_canonical_encoding_is_byte_for_byte_json_dumps(text: str) -> None:
-    event = {
-        "seq": 2**40 + 1,
-        "at": text,
-        "event_type": text,
-        "subject": text,
-        "vendor_id": None,
-        "channel": text,
-        "topic": None,
-        "prev_state": text,
-        "new_state": text,
-        "actor": text,
-        "source": "ui",
-        "notice_version": 0,
-        "prev_hash": text,
-    }
-    row = tuple(event[name] for name in ledger.HASHED_FIELDS)
-    assert ledger.canonical_row(row) == ledger.canonical_bytes(event)
-    # Values the database never returns still fall back to json.dumps itself.
-    odd = {**event, "notice_version": True, "topic": 1.5}
-    odd_row = tuple(odd[name] for name in ledger.HASHED_FIELDS)
-    assert ledger.canonical_row(odd_row) == ledger.canonical_bytes(odd)
-
-
-def test_awkward_text_verifies_on_the_database_path(app: Flask) -> None:
-    """verify() lets the database spell the JSON (json_quote / to_json); escapes must agree
-    with Python's, or fall back to Python's encoding, never raise a false alarm."""
+def test_awkward_text_round_trips_through_the_generated_columns(app: Flask) -> None:
+    """json_extract (SQLite) and ->> (PostgreSQL) undo exactly the escapes Python's json
+    wrote, so the generated columns give back the very values appended; and a value that
+    spells verify's substrings changes nothing."""
+    texts = [text.replace("\x00", "") for text in AWKWARD]  # PostgreSQL text cannot hold NUL
     with app.app_context():
-        for number, text in enumerate(AWKWARD):
-            text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        for number, text in enumerate(texts):
             ledger.append(
                 db.session,
-                event_type=text or "x",
+                event_type=text[:40] or "x",
                 subject=text[:64],
                 actor=text[:64],
                 source="system",
@@ -177,6 +162,16 @@ def test_awkward_text_verifies_on_the_database_path(app: Flask) -> None:
                 notice_version=number,
             )
         db.session.commit()
+    for number, (text, row) in enumerate(zip(texts, _rows(app), strict=True)):
+        assert (row["event_type"], row["subject"], row["actor"]) == (
+            text[:40] or "x",
+            text[:64],
+            text[:64],
+        )
+        assert json.loads(row["prev_state"]) == {"text": text}
+        assert json.loads(row["new_state"]) == text
+        assert row["notice_version"] == number
+        assert row["vendor_id"] is None and row["channel"] is None
     result = _verify(app)
     assert result.ok and result.count == len(AWKWARD)
 
@@ -188,17 +183,28 @@ def _altered(column: str, value: Any, seq: int) -> Any:
     """The stored value with exactly one character (one byte) changed."""
     if column == "seq":
         return seq + 6  # 1 -> 7, 3 -> 9, 5 -> 11: a different seq, unused, one edit
-    if column == "notice_version":
-        return value + 1  # 3 -> 4
     text = str(value)
-    index = len(text) // 2
+    # In the body, a character inside the topic's value: still valid JSON, which the
+    # database needs to generate the columns (it refuses a body it cannot parse).
+    index = text.index('"topic":"') + 12 if column == "body" else len(text) // 2
     replacement = "0" if text[index] != "0" else "1"
     assert len(replacement.encode()) == len(text[index].encode()) == 1
     return text[:index] + replacement + text[index + 1 :]
 
 
-@pytest.mark.parametrize("column", [*ledger.HASHED_FIELDS, "hash", "body"])
-def test_changing_one_byte_of_any_column_names_that_event(
+def _expect_broken(app: Flask, seq: int | None, *words: str) -> None:
+    result = _verify(app)
+    assert not result.ok
+    assert result.broken_seq == seq, result
+    assert all(word in (result.problem or "") for word in words), result
+    code, output = _cli_verify(app)
+    assert code == 1
+    assert output["ok"] is False and output["broken_seq"] == seq
+    assert output["problem"]
+
+
+@pytest.mark.parametrize("column", ["seq", "hash", "body"])
+def test_changing_one_byte_of_a_stored_column_names_that_event(
     app: Flask, database: TestDatabase, column: str
 ) -> None:
     _fill(app)
@@ -210,22 +216,60 @@ def test_changing_one_byte_of_any_column_names_that_event(
                 original = conn.execute(
                     sa.select(table.c[column]).where(table.c.seq == seq)
                 ).scalar_one()
-                assert original is not None
                 changed = _altered(column, original, seq)
                 conn.execute(sa.update(table).where(table.c.seq == seq).values({column: changed}))
-            result = _verify(app)
-            assert not result.ok, (column, seq)
-            assert result.broken_seq == seq, (column, seq, result)
-            code, output = _cli_verify(app)
-            assert code == 1
-            assert output["ok"] is False and output["broken_seq"] == seq
-            assert output["problem"]
+            _expect_broken(app, seq)
 
             where = table.c.seq == (changed if column == "seq" else seq)
             with engine.begin() as conn:
                 conn.execute(sa.update(table).where(where).values({column: original}))
             assert _verify(app).ok
     finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("column", ledger.GENERATED_FIELDS)
+def test_the_database_refuses_to_update_a_generated_column(
+    app: Flask, database: TestDatabase, column: str
+) -> None:
+    _fill(app)
+    engine = database.engine()
+    table = LedgerEvent.__table__
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match=r"generated|DEFAULT"), engine.begin() as conn:
+            conn.execute(sa.update(table).where(table.c.seq == 3).values({column: "0"}))
+    finally:
+        engine.dispose()
+    assert _verify(app).ok
+
+
+def test_a_column_no_longer_generated_is_named(app: Flask, database: TestDatabase) -> None:
+    """An administrator who drops a generation expression (PostgreSQL) or rebuilds the
+    table without them (SQLite) could then rewrite the column at will: verify says which
+    columns, and which event first differs from its body once one does."""
+    _fill(app)
+    engine = database.engine()
+    try:
+        with engine.begin() as conn:
+            if database.backend == "postgresql":
+                conn.execute(sa.text("ALTER TABLE ledger_events ALTER subject DROP EXPRESSION"))
+            else:
+                conn.execute(sa.text("CREATE TABLE copied AS SELECT * FROM ledger_events"))
+                conn.execute(sa.text("DROP TABLE ledger_events"))
+                conn.execute(sa.text("ALTER TABLE copied RENAME TO ledger_events"))
+        _expect_broken(app, None, "subject")  # nothing differs yet, but nothing ensures it
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE ledger_events SET subject = 'someone' WHERE seq = 3"))
+        _expect_broken(app, 3, "subject")
+    finally:
+        if database.backend == "postgresql":  # the schema outlives this test: restore it
+            column = CreateColumn(LedgerEvent.__table__.c.subject).compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE ledger_events DROP COLUMN subject"))
+                conn.execute(sa.text(f"ALTER TABLE ledger_events ADD COLUMN {column}"))
+                conn.execute(
+                    sa.text("CREATE INDEX ix_ledger_events_subject ON ledger_events (subject)")
+                )
         engine.dispose()
 
 
@@ -281,7 +325,7 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(
                 sa.insert(LedgerEvent.__table__).values(
-                    **event,
+                    seq=4,
                     hash=ledger.event_hash(event),
                     body=ledger.canonical_bytes(event).decode(),
                 )

@@ -1,0 +1,147 @@
+"""ledger events: the body is the single source of truth, the other fields are generated
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-23 17:30:00.000000
+
+Rebuilds ledger_events as (seq, hash, body) plus columns the database generates from body
+(SQLite: VIRTUAL json_extract; PostgreSQL: STORED body::jsonb ->> name), keeping every
+event. Before the old table goes, its columns are compared with the values generated from
+each body; if any differ (someone edited a column since 0006 stored the body), the
+upgrade stops and names the events instead of silently replacing the edited values.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+OLD = "ledger_events_0006"
+# name, type, nullable -- the fields of the canonical JSON, frozen here so that later
+# changes to the models cannot change what this migration builds.
+FIELDS = (
+    ("at", sa.String(length=32), False),
+    ("event_type", sa.String(length=40), False),
+    ("subject", sa.String(length=64), False),
+    ("vendor_id", sa.String(length=36), True),
+    ("channel", sa.String(length=10), True),
+    ("topic", sa.String(length=64), True),
+    ("prev_state", sa.Text(), False),
+    ("new_state", sa.Text(), False),
+    ("actor", sa.String(length=64), False),
+    ("source", sa.String(length=12), False),
+    ("notice_version", sa.Integer(), True),
+    ("prev_hash", sa.String(length=64), False),
+)
+NAMES = [name for name, _, _ in FIELDS]
+INDEXED = ("event_type", "subject", "vendor_id")
+
+
+def _expression(dialect: str, name: str) -> str:
+    if dialect == "sqlite":
+        return f"json_extract(body, '$.{name}')"
+    value = f"(body::jsonb ->> '{name}')"
+    return f"{value}::integer" if name == "notice_version" else value
+
+
+def _drop_indexes() -> None:
+    for name in INDEXED:
+        op.drop_index(f"ix_ledger_events_{name}", table_name="ledger_events")
+
+
+def _create_indexes() -> None:
+    for name in INDEXED:
+        op.create_index(f"ix_ledger_events_{name}", "ledger_events", [name], unique=False)
+
+
+def _set_aside(dialect: str) -> None:
+    """Rename the current table out of the way, freeing its index and constraint names
+    (on PostgreSQL a constraint's name is also its index's, unique in the schema)."""
+    _drop_indexes()
+    op.rename_table("ledger_events", OLD)
+    if dialect == "postgresql":
+        for constraint in (
+            "pk_ledger_events",
+            "uq_ledger_events_hash",
+            "uq_ledger_events_prev_hash",
+        ):
+            op.execute(f"ALTER TABLE {OLD} RENAME CONSTRAINT {constraint} TO {constraint}_0006")
+
+
+def _constraints() -> list:
+    return [
+        sa.PrimaryKeyConstraint("seq", name="pk_ledger_events"),
+        sa.UniqueConstraint("hash", name="uq_ledger_events_hash"),
+        sa.UniqueConstraint("prev_hash", name="uq_ledger_events_prev_hash"),
+    ]
+
+
+def upgrade():
+    dialect = op.get_bind().dialect.name
+    _set_aside(dialect)
+    op.create_table(
+        "ledger_events",
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        *(
+            sa.Column(
+                name,
+                kind,
+                sa.Computed(
+                    sa.text(_expression(dialect, name)),
+                    # VIRTUAL on SQLite; STORED on PostgreSQL, which can index only those.
+                    persisted=True if dialect == "postgresql" else None,
+                ),
+                nullable=nullable,
+            )
+            for name, kind, nullable in FIELDS
+        ),
+        *_constraints(),
+    )
+    op.execute(
+        f"INSERT INTO ledger_events (seq, hash, body) "  # noqa: S608
+        f"SELECT seq, hash, body FROM {OLD} ORDER BY seq"
+    )
+    differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    edited = (
+        op.get_bind()
+        .exec_driver_sql(
+            f"SELECT old.seq FROM {OLD} AS old JOIN ledger_events AS new ON new.seq = old.seq "  # noqa: S608
+            f"WHERE {' OR '.join(f'old.{name} {differs} new.{name}' for name in NAMES)} "
+            "ORDER BY old.seq LIMIT 20"
+        )
+        .scalars()
+        .all()
+    )
+    if edited:
+        raise RuntimeError(
+            "ledger events whose columns differ from their hashed body (edited after "
+            f"migration 0006?): seq {', '.join(map(str, edited))}. `vault ledger verify` "
+            "names the first; restore those columns from the body, then upgrade again."
+        )
+    op.drop_table(OLD)
+    _create_indexes()
+
+
+def downgrade():
+    dialect = op.get_bind().dialect.name
+    _set_aside(dialect)
+    op.create_table(
+        "ledger_events",
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        *(sa.Column(name, kind, nullable=nullable) for name, kind, nullable in FIELDS),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        *_constraints(),
+    )
+    columns = ", ".join(["seq", *NAMES, "hash", "body"])
+    op.execute(
+        f"INSERT INTO ledger_events ({columns}) SELECT {columns} FROM {OLD} ORDER BY seq"  # noqa: S608
+    )
+    op.drop_table(OLD)
+    _create_indexes()
