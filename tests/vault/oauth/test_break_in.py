@@ -84,7 +84,9 @@ def test_code_exchange_with_wrong_code_verifier_fails(vault):
     browser = vault.browser(vault.customer(**PROFILE))
     auth, location = _approved_location(vault, client, browser)
     with pytest.raises(OAuthError) as refused:
-        vault.exchange(auth, location, code_verifier=auth.verifier[:-1] + "A")
+        # One character different (a fixed "A" would be no change when the verifier ends in A).
+        wrong = auth.verifier[:-1] + ("B" if auth.verifier.endswith("A") else "A")
+        vault.exchange(auth, location, code_verifier=wrong)
     assert refused.value.error == "invalid_grant"
     assert vault.sql("SELECT count(*) FROM oauth_tokens")[0][0] == 0
 
