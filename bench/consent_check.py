@@ -76,7 +76,7 @@ def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
     from vault.accounts.models import User
     from vault.extensions import db
     from vault.models import new_id, utcnow
-    from vault.oauth.models import Grant
+    from vault.oauth.models import Grant, PairwiseSubject
     from vault.oauth.scopes import pairwise_sub
     from vault.services import keys
     from vault.vendors.models import ContactTopic
@@ -204,6 +204,13 @@ def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
             for start in range(0, len(rows), 5_000):
                 session.execute(sa.insert(model), rows[start : start + 5_000])
         subs = [pairwise_sub(keys(), vendor.id, user_id) for user_id in ids]
+        # What approve() keeps beside each first grant.
+        subjects = [
+            {"vendor_id": vendor.id, "sub": sub, "user_id": user_id, "created_at": now}
+            for sub, user_id in zip(subs, ids, strict=True)
+        ]
+        for start in range(0, len(subjects), 5_000):
+            session.execute(sa.insert(PairwiseSubject), subjects[start : start + 5_000])
         session.commit()
         vendor_id, client_id, secret = vendor.id, new.client.client_id, new.client_secret
         db.engine.dispose()

@@ -17,6 +17,7 @@ from tests.vault.oauth.conftest import Client, Vault
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth.models import Grant
+from vault.oauth.operations import remember_subject
 from vault.oauth.scopes import pairwise_sub
 from vault.services import keys
 from vault.vendors.models import Vendor as VendorRow
@@ -55,8 +56,11 @@ def _connect(vault: Vault, user_id: str, shop: Shop, *, expired: bool = False) -
                 expires_at=utcnow() - timedelta(days=1) if expired else None,
             )
         )
+        # What approve() does beside starting the grant.
+        sub = remember_subject(db.session, keys(), shop.client.vendor_id, user_id)
         db.session.commit()
-        return pairwise_sub(keys(), shop.client.vendor_id, user_id)
+        assert sub == pairwise_sub(keys(), shop.client.vendor_id, user_id)
+        return sub
 
 
 def _save(vault: Vault, user_id: str, changes: ConsentChanges) -> None:

