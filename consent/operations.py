@@ -402,6 +402,29 @@ def answer_request(
                     raise ConsentError(f"The request names an unknown channel {channel!r}.")
                 changes.topics[(topic_id, channel)] = TopicChoice(State.GRANTED)
         issued = save_consents(session, keys, user_id, changes, source="ui")
+    else:
+        # Nothing changes, but the answer is the customer's: the ledger keeps it, so the
+        # business can later be shown to have been told no (and when).
+        names = [
+            topic.name if topic is not None else topic_id
+            for topic_id in request.topics
+            for topic in [session.get(ContactTopic, topic_id)]
+        ]
+        ledger.append(
+            session,
+            event_type="consent_request_declined",
+            subject=subject_of(keys, user_id),
+            actor="customer",
+            source="ui",
+            vendor_id=request.vendor_id,
+            prev_state={"request": request.id, "status": "pending"},
+            new_state={
+                "request": request.id,
+                "status": "declined",
+                "topics": sorted(names),
+                "channels": sorted(request.channels),
+            },
+        )
     request.status = "approved" if approve else "declined"
     request.answered_at = utcnow()
     session.flush()

@@ -16,6 +16,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
 
+from consent import ledger
 from consent.models import (
     ChannelSetting,
     ConsentPreferences,
@@ -320,10 +321,28 @@ def test_declining_a_request_changes_no_consent(app, logged_in, world):
         logged_in, f"/consents/requests/{request_id}/decline", {}, form_page="/consents"
     )
     assert response.status_code == 302
-    assert _state(app, world.customer.id) == before
+    after = _state(app, world.customer.id)
+    # No setting and no receipt changed; the ledger keeps the answer as one event.
+    assert {k: v for k, v in after.items() if k != "head"} == {
+        k: v for k, v in before.items() if k != "head"
+    }
+    assert after["head"][0] == before["head"][0] + 1
     with app.app_context():
         row = db.session.get(ConsentRequest, request_id)
         assert row.status == "declined" and row.answered_at is not None
+        event = db.session.get(LedgerEvent, after["head"][0])
+        assert (event.event_type, event.vendor_id, event.actor) == (
+            "consent_request_declined",
+            world.vendor_id,
+            "customer",
+        )
+        assert json.loads(event.new_state) == {
+            "request": request_id,
+            "status": "declined",
+            "topics": ["newsletter"],
+            "channels": ["email", "push"],
+        }
+        assert ledger.verify(db.session).ok
 
 
 def test_a_request_for_another_business_topic_is_refused(app, logged_in, world):
