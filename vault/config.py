@@ -8,6 +8,7 @@ and master key, and says what to set.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ def build_config(
         config["SECRET_KEY"] = _instance_secret(instance)
     _check_rate_limits(config)
     _refuse_unsafe(config)
+    _warn_per_process_limits(config)
     return config
 
 
@@ -162,6 +164,18 @@ def _instance_secret(instance: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def _warn_per_process_limits(config: Mapping[str, Any]) -> None:
+    """In-process counters are right for one process and wrong behind several: each worker
+    would allow the full login or token budget on its own."""
+    uri = str(config["RATELIMIT_STORAGE_URI"])
+    if config["VAULT_ENV"] == "production" and uri.split("://")[0] in ("vault-memory", "memory"):
+        logging.getLogger("vault").warning(
+            "rate limits are counted in each process (%s): with several workers or hosts, "
+            "set VAULT_RATELIMIT_STORAGE_URI=redis://HOST:6379 so they share one count",
+            uri,
+        )
 
 
 def _refuse_unsafe(config: Mapping[str, Any]) -> None:

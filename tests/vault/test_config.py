@@ -150,3 +150,17 @@ def test_development_generates_a_private_secret_once(tmp_path):
     assert len(first["SECRET_KEY"]) >= 32
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
     assert first["VAULT_MASTER_KEY_FILE"] == str(tmp_path / "master.key")
+
+
+def test_production_warns_that_in_process_rate_limits_are_per_process(tmp_path, caplog):
+    settings = production(VAULT_SECRET_KEY=SECRET, VAULT_MASTER_KEY_FILE=KEY_FILE)
+    with caplog.at_level("WARNING", logger="vault"):
+        build_config(tmp_path, settings)
+    assert "VAULT_RATELIMIT_STORAGE_URI=redis://" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vault"):
+        build_config(
+            tmp_path, {**settings, "VAULT_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379"}
+        )
+        build_config(tmp_path, {"VAULT_ENV": "development"})
+    assert "VAULT_RATELIMIT_STORAGE_URI" not in caplog.text
