@@ -238,7 +238,7 @@ def _ledger_section(args: argparse.Namespace) -> None:
             f">= 0.50 {'met' if append_ratio >= 0.5 else 'NOT met'}",
         ],
         [
-            f"ledger verify ({result.events:,} events, {result.workers} processes)",
+            f"ledger verify ({result.events:,} events, {result.workers} {result.workers_are})",
             f"{result.verify.per_second:,.0f} events/s",
             "bare hashlib.sha256 over the same bytes, 1 thread",
             f"{result.hashlib.per_second:,.0f} /s",
@@ -246,7 +246,7 @@ def _ledger_section(args: argparse.Namespace) -> None:
             f">= 0.50 {'met' if verify_ratio >= 0.5 else 'NOT met'}",
         ],
         [
-            "  the same verify in one process alone",
+            "  the same, this process on one connection",
             f"{result.verify_one_process.per_second:,.0f} events/s",
             "",
             "",
@@ -268,9 +268,11 @@ def _ledger_section(args: argparse.Namespace) -> None:
         "How to read: append = ledger.append (lock the head row, hash, insert, move the "
         "head) + commit, against one DB-API INSERT + COMMIT; verify = ledger.verify "
         "(check the columns are generated, stream seq, hash and body, hash, check seq, "
-        "links and head) against sha256().hexdigest() alone, one thread. verify's default "
-        "splits a large ledger over forked worker processes (one per CPU): on a busy "
-        "machine that gains less than the CPU count suggests."
+        "links and head) against sha256().hexdigest() alone, one thread. On SQLite verify "
+        "hashes in Python in a second thread while SQLite reads the next batch (and splits a "
+        "large ledger over forked processes, one per two CPUs); PostgreSQL hashes in the "
+        "server, over one connection more than CPUs. Neither gains on a busy machine what "
+        "the CPU count suggests."
     )
 
 

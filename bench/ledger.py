@@ -4,7 +4,8 @@
   consent change pays on top of its own writes), beside a raw single-row INSERT + COMMIT
   through the DB-API into a table with the same columns and indexes, in the same database.
 * Verify: ``consent.ledger.verify`` over N events (1,000,000 by default), once in this
-  process alone and once as it runs by default (forked worker processes, one per CPU),
+  process on one connection and once as it runs by default (SQLite: forked worker
+  processes, one per two CPUs; PostgreSQL: one connection more than CPUs),
   each beside bare single-threaded ``hashlib.sha256(...).hexdigest()`` over exactly the
   same canonical bytes (the bytes stored in each event's ``body``). The events are
   generated fast: the chain is computed in Python and bulk-inserted (executemany on SQLite,
@@ -45,8 +46,9 @@ class LedgerResult:
     raw_insert: Rate
     events: int
     event_bytes: int
-    verify: Rate  # as verify runs by default: ``workers`` processes
+    verify: Rate  # as verify runs by default: ``workers`` processes or connections at once
     workers: int
+    workers_are: str  # "processes" (SQLite) or "connections" (PostgreSQL)
     verify_one_process: Rate
     hashlib: Rate
     generate_seconds: float
@@ -232,10 +234,12 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
             append, raw_insert = _measure_appends(app, seconds)
             _progress(f"generating {events:,} chained ledger events")
             hashing, size, generate_seconds = _generate(app, events)
-            workers = ledger.default_workers() if events >= ledger.PARALLEL_MIN else 1
-            _progress(f"verifying {events:,} ledger events in this process alone")
+            dialect = "postgresql" if database_url else "sqlite"
+            workers = ledger.default_workers(dialect) if events >= ledger.PARALLEL_MIN else 1
+            workers_are = "connections" if dialect == "postgresql" else "processes"
+            _progress(f"verifying {events:,} ledger events in this process, one connection")
             verify_one_process = _measure_verify(app, events, 1)
-            _progress(f"verifying {events:,} ledger events as by default ({workers} processes)")
+            _progress(f"verifying {events:,} ledger events as by default: {workers} {workers_are}")
             verify = _measure_verify(app, events, None)
         finally:
             from vault.extensions import db
@@ -251,6 +255,7 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
         size,
         verify,
         workers,
+        workers_are,
         verify_one_process,
         hashing,
         generate_seconds,

@@ -21,18 +21,18 @@ import json
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import methodcaller
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Dialect, Engine, select
 from sqlalchemy.orm import Session
 
-from consent.models import LedgerEvent, LedgerHead, body_field
+from consent.models import LedgerEvent, LedgerHead
 
 GENESIS = "0" * 64
 HASHED_FIELDS = (
@@ -50,9 +50,10 @@ HASHED_FIELDS = (
     "notice_version",
     "prev_hash",
 )
-# The columns the database generates from the body: every hashed field but seq, which is
-# the primary key (SQLite cannot generate one) and is checked against the body instead.
-GENERATED_FIELDS = HASHED_FIELDS[1:]
+# The columns the database generates from the body, and the key each comes from: every
+# hashed field, and the body's seq as body_seq beside the real seq, the primary key
+# (SQLite cannot generate one), so that verify can compare the two.
+GENERATED_COLUMNS = {name: name for name in HASHED_FIELDS[1:]} | {"body_seq": "seq"}
 SOURCES = ("ui", "api", "unsubscribe", "system")
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -172,56 +173,75 @@ BATCH = 20000
 PARALLEL_MIN = 100_000
 MAX_WORKERS = 4
 
-_hexdigest = methodcaller("hexdigest")
 _sha256 = hashlib.sha256
 
+# SQLite: one row per batch of events, put together by the database (in C, without
+# Python's lock) while a second thread hashes the batch before: how many events in the
+# range name their own seq in their body -- the whole range, if that is its length, as
+# seqs are unique -- and the hashes, prev_hashes and bodies joined. Joining rows costs
+# SQLite less than handing them to Python one by one. The body seq and prev_hash are
+# columns the database generates from the body (verify makes sure it still does). Only
+# ints go into these texts.
+_SQLITE_BATCH_SQL = (
+    "SELECT sum(body_seq = seq), group_concat(hash, ','), group_concat(prev_hash, ','), "
+    "CAST(group_concat(body, char(10)) AS BLOB) "
+    "FROM ledger_events WHERE seq BETWEEN {first} AND {last}"
+)
+# PostgreSQL: the server hashes each body itself (pg_catalog.sha256) and links each event
+# to the one before (lag), and returns just the count, the seq range, the first broken
+# seq (normally none) and the last hash: sending every body to Python and parsing it there
+# cost more than the server's hashing, and several connections spread it over the CPUs.
+_POSTGRESQL_RANGE_SQL = (
+    "SELECT count(*), min(seq), max(seq), min(seq) FILTER (WHERE broken), "
+    "(SELECT hash FROM ledger_events WHERE seq = {last}) "
+    "FROM (SELECT seq, "
+    "encode(sha256(convert_to(body, 'UTF8')), 'hex') IS DISTINCT FROM hash "
+    "OR body_seq IS DISTINCT FROM seq "
+    "OR prev_hash IS DISTINCT FROM coalesce(lag(hash) OVER (ORDER BY seq), %s) AS broken "
+    "FROM ledger_events WHERE seq BETWEEN {first} AND {last}) AS batch"
+)
+_ROWS_SQL = (
+    "SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "
+    "WHERE seq BETWEEN {first} AND {last} ORDER BY seq"
+)
 
-def _needles(prefix: str, values: Iterable[str], suffix: str) -> list[str]:
-    """[prefix + value + suffix for value in values], built by two C loops (join, split)
-    instead of a Python one; the values are hex digests or numbers, never a newline."""
-    return (prefix + (suffix + "\n" + prefix).join(values) + suffix).split("\n")
+
+def _batch_ok(first: int, last: int, prev: str, batch: tuple[Any, ...]) -> bool:
+    """Every event first..last is there, names its own seq, hashes to its hash and names
+    the hash before as prev_hash -- checked on SQLite's joined values, so that hashing is
+    nearly all the Python work per event. False means some event is broken (or SQLite
+    joined them in another order): _row_problem then finds which."""
+    own_seqs, hashes, prev_hashes, bodies = batch
+    if own_seqs != last - first + 1:
+        return False
+    # A body cannot hold a raw newline (JSON escapes it): one piece per event.
+    pieces = bytes(bodies).split(b"\n")
+    if len(pieces) != own_seqs:
+        return False
+    # Joined with commas, which no hex digest holds: equal strings, equal hashes one by one.
+    # (A comprehension: cheaper here than map with a methodcaller.)
+    sha256 = _sha256
+    digests = ",".join([sha256(piece).hexdigest() for piece in pieces])
+    return digests == hashes and prev_hashes == (prev + "," + digests)[:-65]
 
 
-def _row_problem(seq: Any, expected: int, prev: str, digest: Any, body: Any) -> str | None:
-    """What is wrong with one event, checked one step after another (None: nothing).
-
-    The body's own prev_hash and seq are found as substrings: every value in a canonical
-    body is a JSON string, integer or null, and a quote inside a string is always escaped,
-    so ``,"prev_hash":"`` and ``,"seq":`` occur only where those keys are."""
+def _row_problem(
+    seq: Any, expected: int, prev: str, digest: Any, prev_hash: Any, body_seq: Any, body: Any
+) -> str | None:
+    """What is wrong with one event, checked one step after another (None: nothing)."""
     if seq != expected:
         return f"sequence gap: expected {expected}, found {seq}"
-    if not isinstance(body, str) or not isinstance(digest, str):
-        return "the event's body or hash is not text"
     try:
-        data = body.encode()
-    except UnicodeEncodeError:
+        data = body.encode() if isinstance(body, str) else bytes(body)
+    except (UnicodeEncodeError, TypeError):
         return "the event's body is not valid text"
     if _sha256(data).hexdigest() != digest:
         return "hash does not match the event's body"
-    if f',"prev_hash":"{prev}"' not in body:
+    if prev_hash != prev:
         return "prev_hash does not match the previous event's hash"
-    if f',"seq":{seq},' not in body:
+    if body_seq != seq:
         return "the body's seq is not the event's seq"
     return None
-
-
-def _batch_ok(rows: list[tuple[Any, ...]], expected: int, prev: str) -> bool:
-    """The checks of _row_problem over a whole batch at once, each a C-level loop (map,
-    list comparison) rather than Python code per event; hashing is most of what is left.
-    False means some event is broken (or odd): _row_problem then finds which."""
-    try:
-        seqs, hashes, bodies = zip(*rows, strict=True)
-        if seqs != tuple(range(expected, expected + len(rows))):
-            return False
-        digests = list(map(_hexdigest, map(_sha256, map(str.encode, bodies))))
-        if digests != list(hashes):
-            return False
-        links = _needles(',"prev_hash":"', [prev, *digests[:-1]], '"')
-        if not all(map(str.__contains__, bodies, links)):
-            return False
-        return all(map(str.__contains__, bodies, _needles(',"seq":', map(str, seqs), ",")))
-    except (TypeError, ValueError):  # a value that is not text: let _row_problem say so
-        return False
 
 
 @dataclass(frozen=True)
@@ -239,21 +259,22 @@ class _Scan:
         return self.problem is None and self.broken_seq is None
 
 
-def _rows(dbapi: Any, dialect: str, query: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
-    """The query's rows in batches straight from the driver: on PostgreSQL through a
-    server-side (named) cursor, so a million events never sit in memory."""
-    if dialect == "postgresql":
-        cursor = dbapi.cursor(name="ledger_verify")
-        cursor.itersize = batch
-    else:
-        cursor = dbapi.cursor()
-        cursor.arraysize = batch
+def _rows_scan(dbapi: Any, first: int, last: int, prev: str) -> _Scan:
+    """Event by event, first..last: slow, and exact about what is wrong where."""
+    cursor = dbapi.cursor()
     try:
-        cursor.execute(query)
-        while rows := cursor.fetchmany(batch):
-            yield rows
+        cursor.execute(_ROWS_SQL.format(first=int(first), last=int(last)))
+        expected = first
+        for seq, digest, prev_hash, body_seq, body in cursor.fetchall():
+            problem = _row_problem(seq, expected, prev, digest, prev_hash, body_seq, body)
+            if problem is not None:
+                return _Scan(expected - first, prev, expected, problem)
+            prev, expected = digest, expected + 1
     finally:
         cursor.close()
+    if expected <= last:  # the range ends early: events missing from ``expected`` on
+        return _Scan(expected - first, prev, expected)
+    return _Scan(expected - first, prev)
 
 
 def _scan(
@@ -265,27 +286,87 @@ def _scan(
     on_progress: Callable[[int], None],
     batch: int = BATCH,
 ) -> _Scan:
-    """Check events first..last in seq order: each body hashes to its hash, names the
-    previous event's hash as prev_hash and its own seq. Only seq, hash and body are read."""
-    query = (
-        "SELECT seq, hash, body FROM ledger_events "  # noqa: S608 -- two ints
-        f"WHERE seq BETWEEN {int(first)} AND {int(last)} ORDER BY seq"
-    )
-    expected = first
-    for rows in _rows(dbapi, dialect, query, batch):
-        if not _batch_ok(rows, expected, prev):
-            for seq, digest, body in rows:
-                problem = _row_problem(seq, expected, prev, digest, body)
-                if problem is not None:
-                    return _Scan(expected - first, prev, expected, problem)
-                prev, expected = digest, expected + 1
-        else:
-            expected += len(rows)
-            prev = rows[-1][1]
-        on_progress(len(rows))
-    if expected <= last:  # the range ends early: events missing from ``expected`` on
-        return _Scan(expected - first, prev, expected)
-    return _Scan(expected - first, prev)
+    """Check events first..last, starting from the hash before first, in batches. A batch
+    that does not check out is gone through event by event to name the first broken one."""
+    if dialect == "postgresql":
+        return _scan_in_server(dbapi, first, last, prev, on_progress, batch)
+    return _scan_hashing_here(dbapi, first, last, prev, on_progress, batch)
+
+
+def _scan_in_server(
+    dbapi: Any,
+    first: int,
+    last: int,
+    prev: str,
+    on_progress: Callable[[int], None],
+    batch: int,
+) -> _Scan:
+    count = 0
+    cursor = dbapi.cursor()
+    try:
+        for low in range(first, last + 1, batch):
+            high = min(low + batch - 1, last)
+            cursor.execute(_POSTGRESQL_RANGE_SQL.format(first=int(low), last=int(high)), (prev,))
+            found, lowest, highest, broken, last_hash = cursor.fetchone()
+            if (found, lowest, highest, broken) != (high - low + 1, low, high, None):
+                scan = _rows_scan(dbapi, low, high, prev)
+                if not scan.complete:
+                    return _Scan(count + scan.count, scan.last_hash, scan.broken_seq, scan.problem)
+                last_hash = scan.last_hash
+            count += high - low + 1
+            prev = last_hash
+            on_progress(high - low + 1)
+    finally:
+        cursor.close()
+    return _Scan(count, prev)
+
+
+def _scan_hashing_here(
+    dbapi: Any,
+    first: int,
+    last: int,
+    prev: str,
+    on_progress: Callable[[int], None],
+    batch: int,
+) -> _Scan:
+    """This thread has SQLite join the next batch (the driver lets go of Python's lock
+    meanwhile) while a second thread hashes the one before: the two overlap."""
+    cursor = dbapi.cursor()
+    count = 0
+    pending: deque[tuple[int, int, str, Future[bool]]] = deque()
+
+    def settle() -> _Scan | None:
+        nonlocal count
+        low, high, before, check = pending.popleft()
+        if not check.result():
+            scan = _rows_scan(dbapi, low, high, before)
+            if not scan.complete:
+                return _Scan(count + scan.count, scan.last_hash, scan.broken_seq, scan.problem)
+        count += high - low + 1
+        on_progress(high - low + 1)
+        return None
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="ledger-verify") as checker:
+            for low in range(first, last + 1, batch):
+                high = min(low + batch - 1, last)
+                cursor.execute(_SQLITE_BATCH_SQL.format(first=int(low), last=int(high)))
+                joined = cursor.fetchone()
+                check = checker.submit(_batch_ok, low, high, prev, joined)
+                pending.append((low, high, prev, check))
+                # The next batch links to this one's last stored hash; whether that is the
+                # hash of its body, this batch's check says.
+                prev = joined[1][-64:] if joined[1] else ""
+                if len(pending) > 1 and (broken := settle()) is not None:
+                    return broken
+            while pending:
+                if (broken := settle()) is not None:
+                    return broken
+    finally:
+        for _, _, _, check in pending:
+            check.cancel()
+        cursor.close()
+    return _Scan(count, prev)
 
 
 @contextmanager
@@ -301,7 +382,34 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-# --- verification in worker processes ---------------------------------------------------------
+# --- verification of ranges in parallel ------------------------------------------------------
+
+
+def _hash_before(dbapi: Any, first: int) -> str:
+    """The stored hash of the event before ``first``: where a range's chain starts. (A
+    missing predecessor shows in the range before, which is reported first.)"""
+    if first == 1:
+        return GENESIS
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"SELECT hash FROM ledger_events WHERE seq = {int(first) - 1}")  # noqa: S608
+        found = cursor.fetchone()
+    finally:
+        cursor.close()
+    return found[0] if found else ""
+
+
+def _scan_range(engine: Engine, first: int, last: int) -> _Scan:
+    """One range on a connection of its own from ``engine``."""
+    connection = engine.raw_connection()
+    try:
+        dbapi = connection.dbapi_connection
+        prev = _hash_before(dbapi, first)
+        return _scan(dbapi, engine.dialect.name, first, last, prev, lambda count: None)
+    finally:
+        connection.rollback()
+        connection.close()
+
 
 _worker: dict[str, Engine] = {}
 
@@ -315,44 +423,36 @@ def _worker_start(engine: Engine) -> None:
 
 
 def _worker_scan(first: int, last: int) -> _Scan:
-    engine = _worker["engine"]
-    connection = engine.raw_connection()
-    try:
-        dbapi = connection.dbapi_connection
-        prev = GENESIS
-        if first > 1:
-            cursor = dbapi.cursor()
-            cursor.execute(f"SELECT hash FROM ledger_events WHERE seq = {int(first) - 1}")  # noqa: S608
-            found = cursor.fetchone()
-            cursor.close()
-            # A missing predecessor shows in the range before this one, which comes first.
-            prev = found[0] if found else ""
-        return _scan(dbapi, engine.dialect.name, first, last, prev, lambda count: None)
-    finally:
-        connection.rollback()
-        connection.close()
+    return _scan_range(_worker["engine"], first, last)
 
 
-def default_workers() -> int:
-    """Worker processes for a large ledger: one per available CPU, at most MAX_WORKERS;
-    1 where processes cannot be forked (each worker inherits the engine's settings)."""
-    if "fork" not in multiprocessing.get_all_start_methods() or os.name != "posix":
-        return 1
+def default_workers(dialect: str = "sqlite") -> int:
+    """How many ranges of a large ledger are checked at once. SQLite: one forked worker
+    process per two available CPUs, as each keeps two busy (SQLite joining, Python
+    hashing), at most MAX_WORKERS; 1 where processes cannot be forked. PostgreSQL: one
+    connection more than CPUs, as its server processes also wait for the disk (or the
+    operating system's cache) now and then."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_WORKERS))
-
-
-def _can_fork_for(engine: Engine) -> bool:
+    if dialect == "postgresql":
+        return min(cpus, MAX_WORKERS) + 1
     if "fork" not in multiprocessing.get_all_start_methods():
-        return False
-    # An in-memory SQLite database exists only in this process's connection.
+        return 1
+    return max(1, min(cpus // 2, MAX_WORKERS))
+
+
+def _can_split(engine: Engine) -> bool:
+    if engine.dialect.name == "postgresql":
+        return True
+    # SQLite ranges go to forked processes; an in-memory database exists only here.
     database = engine.url.database or ""
-    return not (
+    return (
         engine.dialect.name == "sqlite"
-        and (database in ("", ":memory:") or "mode=memory" in database)
+        and "fork" in multiprocessing.get_all_start_methods()
+        and database not in ("", ":memory:")
+        and "mode=memory" not in database
     )
 
 
@@ -360,17 +460,26 @@ def _scan_parallel(
     engine: Engine, upto: int, workers: int, on_progress: Callable[[int], None]
 ) -> list[_Scan]:
     """Split 1..upto into ranges, a few per worker (so the progress bar moves), check them
-    in forked worker processes, each on its own connection, and return them in order.
-    Each range starts from the stored hash of the event before it, which the range
-    before checks against that event's body, so every link is checked exactly once."""
+    on ``workers`` connections at once and return them in order: on PostgreSQL from
+    threads (the server does the work), on SQLite in forked processes (the hashing is done
+    here, under Python's lock). Each range starts from the stored hash of the event before
+    it, which the range before checks against that event's body: every link is checked."""
     size = max(BATCH, -(-upto // (workers * 4)))
     ranges = [(first, min(first + size - 1, upto)) for first in range(1, upto + 1, size)]
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_start, initargs=(engine,)
-    ) as pool:
+    pool: Executor
+    if engine.dialect.name == "postgresql":
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="ledger-verify")
+        futures = [pool.submit(_scan_range, engine, first, last) for first, last in ranges]
+    else:
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_start,
+            initargs=(engine,),
+        )
         futures = [pool.submit(_worker_scan, first, last) for first, last in ranges]
-        scans = []
+    scans = []
+    with pool:
         for future in futures:
             scan = future.result()
             on_progress(scan.count)
@@ -454,6 +563,13 @@ def _column_expressions(session: Session) -> dict[str, str | None]:
     return expressions
 
 
+def _generation_expression(column: str, dialect: Dialect) -> str:
+    """The expression the model generates the column with, as this database spells it."""
+    computed = LedgerEvent.__table__.c[column].computed
+    assert computed is not None
+    return str(computed.sqltext.compile(dialect=dialect))
+
+
 def _generated_problem(session: Session) -> Verification | None:
     """Confirm (from the catalog, not the rows) that every field column is still
     generated from the body by the vault's own expression. Someone who dropped an
@@ -461,12 +577,12 @@ def _generated_problem(session: Session) -> Verification | None:
     differs from its body (if any yet) and the columns."""
     dialect = session.connection().dialect
     actual = _column_expressions(session)
+    expected = {name: _generation_expression(name, dialect) for name in GENERATED_COLUMNS}
     wrong = [
         name
-        for name in GENERATED_FIELDS
+        for name in GENERATED_COLUMNS
         if actual.get(name) is None
-        or _normalised(actual[name] or "")
-        != _normalised(str(body_field(name, name == "notice_version").compile(dialect=dialect)))
+        or _normalised(actual[name] or "") != _normalised(expected[name])
     ]
     if not wrong:
         return None
@@ -474,16 +590,12 @@ def _generated_problem(session: Session) -> Verification | None:
     broken_seq = None
     if present:
         differs = "IS NOT" if dialect.name == "sqlite" else "IS DISTINCT FROM"
-        compiled = {
-            name: body_field(name, name == "notice_version").compile(dialect=dialect)
-            for name in present
-        }
         # Only constant column names and the vault's own expressions go into this text.
         broken_seq = (
             session.connection()
             .exec_driver_sql(
                 "SELECT min(seq) FROM ledger_events WHERE "  # noqa: S608
-                + " OR ".join(f"{name} {differs} {compiled[name]}" for name in present)
+                + " OR ".join(f"{name} {differs} {expected[name]}" for name in present)
             )
             .scalar()
         )
@@ -508,8 +620,9 @@ def verify(
     the next run), then check that the head names the last event: a deleted tail shows.
 
     First, once, that the field columns are still generated from the body (else nothing
-    else is trusted). Large ledgers are checked by ``workers`` forked processes (default:
-    one per CPU, see default_workers), each over ranges of the committed events."""
+    else is trusted). Large ledgers are checked in ranges on ``workers`` connections at
+    once (default: see default_workers), which see only committed events; ``workers=1``
+    checks in this process on the session's connection."""
     problem = _generated_problem(session)
     if problem is not None:
         return problem
@@ -517,9 +630,9 @@ def verify(
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
     engine = session.get_bind()
     assert isinstance(engine, Engine)
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(engine.dialect.name) if workers is None else workers
     with _no_cyclic_gc():
-        if workers > 1 and head_seq >= PARALLEL_MIN and _can_fork_for(engine):
+        if workers > 1 and head_seq >= PARALLEL_MIN and _can_split(engine):
             scans = _scan_parallel(engine, head_seq, workers, on_progress)
         else:
             dbapi, dialect = _dbapi(session)

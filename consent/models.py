@@ -162,8 +162,8 @@ def _body_field_other(element: body_field, compiler: Any, **kw: Any) -> str:
 
 
 class _GeneratedFromBody(Computed):
-    """A generated column, VIRTUAL on SQLite (computed when read or indexed, nothing
-    stored twice) and STORED on PostgreSQL, the only kind it can index."""
+    """A generated column: STORED on PostgreSQL, the only kind it can index; on SQLite
+    VIRTUAL (computed when read or indexed, nothing stored twice) unless persisted."""
 
 
 @compiles(_GeneratedFromBody, "postgresql")
@@ -174,8 +174,8 @@ def _generated_stored(element: _GeneratedFromBody, compiler: Any, **kw: Any) -> 
     return f"GENERATED ALWAYS AS ({expression}) STORED"
 
 
-def _from_body(name: str, integer: bool = False) -> Computed:
-    return _GeneratedFromBody(body_field(name, integer))
+def _from_body(name: str, integer: bool = False, stored: bool = False) -> Computed:
+    return _GeneratedFromBody(body_field(name, integer), persisted=True if stored else None)
 
 
 class LedgerEvent(Base):
@@ -205,8 +205,15 @@ class LedgerEvent(Base):
     notice_version: Mapped[int | None] = mapped_column(
         Integer, _from_body("notice_version", integer=True)
     )
-    # Unique: a second event on the same predecessor (a fork) cannot be stored.
-    prev_hash: Mapped[str] = mapped_column(String(64), _from_body("prev_hash"), unique=True)
+    # Unique: a second event on the same predecessor (a fork) cannot be stored. Stored on
+    # SQLite too: verify reads it for every event, and json_extract on every read would
+    # cost more than the hashing.
+    prev_hash: Mapped[str] = mapped_column(
+        String(64), _from_body("prev_hash", stored=True), unique=True
+    )
+    # The seq the body names, stored beside the real one, the primary key (which SQLite
+    # cannot generate): verify compares the two for every event.
+    body_seq: Mapped[int] = mapped_column(Integer, _from_body("seq", integer=True, stored=True))
 
 
 class ConsentReceipt(Base):

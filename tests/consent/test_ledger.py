@@ -228,7 +228,7 @@ def test_changing_one_byte_of_a_stored_column_names_that_event(
         engine.dispose()
 
 
-@pytest.mark.parametrize("column", ledger.GENERATED_FIELDS)
+@pytest.mark.parametrize("column", list(ledger.GENERATED_COLUMNS))
 def test_the_database_refuses_to_update_a_generated_column(
     app: Flask, database: TestDatabase, column: str
 ) -> None:

@@ -38,14 +38,18 @@ FIELDS = (
     ("prev_hash", sa.String(length=64), False),
 )
 NAMES = [name for name, _, _ in FIELDS]
+# Generated from the body only: the body's seq, beside the real seq (the primary key).
+BODY_SEQ = ("body_seq", sa.Integer(), False)
+STORED = ("prev_hash", "body_seq")  # read by verify for every event
 INDEXED = ("event_type", "subject", "vendor_id")
 
 
-def _expression(dialect: str, name: str) -> str:
+def _expression(dialect: str, column: str) -> str:
+    key = "seq" if column == "body_seq" else column
     if dialect == "sqlite":
-        return f"json_extract(body, '$.{name}')"
-    value = f"(body::jsonb ->> '{name}')"
-    return f"{value}::integer" if name == "notice_version" else value
+        return f"json_extract(body, '$.{key}')"
+    value = f"(body::jsonb ->> '{key}')"
+    return f"{value}::integer" if key in ("notice_version", "seq") else value
 
 
 def _drop_indexes() -> None:
@@ -94,12 +98,13 @@ def upgrade():
                 kind,
                 sa.Computed(
                     sa.text(_expression(dialect, name)),
-                    # VIRTUAL on SQLite; STORED on PostgreSQL, which can index only those.
-                    persisted=True if dialect == "postgresql" else None,
+                    # VIRTUAL on SQLite but what verify reads for every event; STORED
+                    # on PostgreSQL, which can index only those.
+                    persisted=True if dialect == "postgresql" or name in STORED else None,
                 ),
                 nullable=nullable,
             )
-            for name, kind, nullable in FIELDS
+            for name, kind, nullable in (*FIELDS, BODY_SEQ)
         ),
         *_constraints(),
     )
@@ -112,7 +117,8 @@ def upgrade():
         op.get_bind()
         .exec_driver_sql(
             f"SELECT old.seq FROM {OLD} AS old JOIN ledger_events AS new ON new.seq = old.seq "  # noqa: S608
-            f"WHERE {' OR '.join(f'old.{name} {differs} new.{name}' for name in NAMES)} "
+            f"WHERE new.body_seq {differs} old.seq OR "
+            f"{' OR '.join(f'old.{name} {differs} new.{name}' for name in NAMES)} "
             "ORDER BY old.seq LIMIT 20"
         )
         .scalars()
