@@ -48,7 +48,7 @@ class LedgerResult:
     event_bytes: int
     verify: Rate  # as verify runs by default: ``workers`` processes or connections at once
     workers: int
-    workers_are: str  # "processes" (SQLite) or "connections" (PostgreSQL)
+    workers_are: str  # "process(es)" (SQLite) or "connection(s)" (PostgreSQL)
     verify_one_process: Rate
     hashlib: Rate
     generate_seconds: float
@@ -198,9 +198,16 @@ def _generate(app: Flask, events: int) -> tuple[Rate, int, float]:
                 raw.commit()
                 _progress(f"generated {last:,} of {events:,} ledger events")
             cursor.execute(f"UPDATE ledger_head SET seq = {events}, hash = '{prev}' WHERE id = 1")
-            if postgres:
-                cursor.execute("ANALYZE ledger_events")
             raw.commit()
+            # What a ledger that grew over months has had done to it: on PostgreSQL vacuumed
+            # (hint bits set, so the first read does not rewrite every page) and analysed;
+            # on SQLite the write-ahead log checkpointed into the database file.
+            if postgres:
+                raw.dbapi_connection.autocommit = True
+                cursor.execute("VACUUM ANALYZE ledger_events")
+                raw.dbapi_connection.autocommit = False
+            else:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             raw.close()
     return Rate(events, hashing_seconds), total_bytes, time.perf_counter() - started
@@ -236,7 +243,12 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
             hashing, size, generate_seconds = _generate(app, events)
             dialect = "postgresql" if database_url else "sqlite"
             workers = ledger.default_workers(dialect) if events >= ledger.PARALLEL_MIN else 1
-            workers_are = "connections" if dialect == "postgresql" else "processes"
+            workers_are = {
+                ("postgresql", True): "connection",
+                ("postgresql", False): "connections",
+                ("sqlite", True): "process",
+                ("sqlite", False): "processes",
+            }[dialect, workers == 1]
             _progress(f"verifying {events:,} ledger events in this process, one connection")
             verify_one_process = _measure_verify(app, events, 1)
             _progress(f"verifying {events:,} ledger events as by default: {workers} {workers_are}")

@@ -72,7 +72,9 @@ def event_hash(event: dict[str, Any]) -> str:
 
 
 def timestamp(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds and a Z, e.g. 2026-11-23T17:30:00.000000Z
+    (isoformat costs a third of strftime, and every append spells one)."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 # Plain SQL on the session's own DB-API connection (inside its transaction): SQLAlchemy's
@@ -284,10 +286,11 @@ def _scan(
     last: int,
     prev: str,
     on_progress: Callable[[int], None],
-    batch: int = BATCH,
 ) -> _Scan:
-    """Check events first..last, starting from the hash before first, in batches. A batch
-    that does not check out is gone through event by event to name the first broken one."""
+    """Check events first..last, starting from the hash before first, in batches of BATCH
+    events. A batch that does not check out is gone through event by event to name the
+    first broken one."""
+    batch = BATCH
     if dialect == "postgresql":
         return _scan_in_server(dbapi, first, last, prev, on_progress, batch)
     return _scan_hashing_here(dbapi, first, last, prev, on_progress, batch)

@@ -262,15 +262,54 @@ def test_a_column_no_longer_generated_is_named(app: Flask, database: TestDatabas
             conn.execute(sa.text("UPDATE ledger_events SET subject = 'someone' WHERE seq = 3"))
         _expect_broken(app, 3, "subject")
     finally:
-        if database.backend == "postgresql":  # the schema outlives this test: restore it
-            column = CreateColumn(LedgerEvent.__table__.c.subject).compile(dialect=engine.dialect)
-            with engine.begin() as conn:
+        _restore_subject(database, engine)
+
+
+def test_a_column_generated_from_another_key_is_named(app: Flask, database: TestDatabase) -> None:
+    """Still generated, but from another key of the body: subject from actor."""
+    _fill(app)
+    engine = database.engine()
+    try:
+        with engine.begin() as conn:
+            if database.backend == "postgresql":
                 conn.execute(sa.text("ALTER TABLE ledger_events DROP COLUMN subject"))
-                conn.execute(sa.text(f"ALTER TABLE ledger_events ADD COLUMN {column}"))
                 conn.execute(
-                    sa.text("CREATE INDEX ix_ledger_events_subject ON ledger_events (subject)")
+                    sa.text(
+                        "ALTER TABLE ledger_events ADD COLUMN subject VARCHAR(64) "
+                        "GENERATED ALWAYS AS ((body::jsonb ->> 'actor')) STORED"
+                    )
                 )
-        engine.dispose()
+            else:
+                sql = conn.execute(
+                    sa.text("SELECT sql FROM sqlite_schema WHERE name = 'ledger_events'")
+                ).scalar_one()
+                swapped = sql.replace("TABLE ledger_events", "TABLE swapped")
+                conn.execute(sa.text(swapped.replace("'$.subject'", "'$.actor'")))
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO swapped (seq, hash, body) SELECT seq, hash, body "
+                        "FROM ledger_events"
+                    )
+                )
+                conn.execute(sa.text("DROP TABLE ledger_events"))
+                conn.execute(sa.text("ALTER TABLE swapped RENAME TO ledger_events"))
+        _expect_broken(app, 1, "subject")
+    finally:
+        _restore_subject(database, engine)
+
+
+def _restore_subject(database: TestDatabase, engine: sa.Engine) -> None:
+    """PostgreSQL's schema outlives the test: give subject back its own expression (and
+    index). SQLite's database file is the test's own."""
+    if database.backend == "postgresql":
+        column = CreateColumn(LedgerEvent.__table__.c.subject).compile(dialect=engine.dialect)
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE ledger_events DROP COLUMN subject"))
+            conn.execute(sa.text(f"ALTER TABLE ledger_events ADD COLUMN {column}"))
+            conn.execute(
+                sa.text("CREATE INDEX ix_ledger_events_subject ON ledger_events (subject)")
+            )
+    engine.dispose()
 
 
 def test_deleting_the_last_event_is_detected(app: Flask, database: TestDatabase) -> None:
@@ -333,6 +372,71 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
     finally:
         engine.dispose()
     assert _verify(app).ok
+
+
+# --- verification in batches and ranges ------------------------------------------------------
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 4 events and ranges for workers from 1 event on, so that a few events
+    cross batch and range boundaries (forked SQLite workers inherit the patched module)."""
+    monkeypatch.setattr(ledger, "BATCH", 4)
+    monkeypatch.setattr(ledger, "PARALLEL_MIN", 1)
+
+
+def _verify_with(app: Flask, workers: int) -> ledger.Verification:
+    with app.app_context():
+        try:
+            return ledger.verify(db.session, workers=workers)
+        finally:
+            db.session.remove()
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_batches_and_parallel_ranges_agree_with_one_pass(
+    app: Flask, database: TestDatabase
+) -> None:
+    """Workers (SQLite: forked processes, PostgreSQL: connections) each take ranges; every
+    batch is checked as a whole first. The verdict, and the event named, must be the same
+    as one pass in this process: at the first and last event, and on both sides of batch
+    and range boundaries (ranges of 4 here: 1-4, 5-8, ...)."""
+    appended = _fill(app, 23)
+    for workers in (1, 2, 3):
+        result = _verify_with(app, workers)
+        assert (result.ok, result.count, result.head_seq) == (True, 23, 23), workers
+        assert result.head_hash == appended[-1].hash
+    engine = database.engine()
+    table = LedgerEvent.__table__
+    try:
+        for seq in (1, 4, 5, 8, 9, 23):
+            with engine.begin() as conn:
+                body = conn.execute(sa.select(table.c.body).where(table.c.seq == seq)).scalar_one()
+                conn.execute(
+                    sa.update(table)
+                    .where(table.c.seq == seq)
+                    .values(body=_altered("body", body, seq))
+                )
+            verdicts = {workers: _verify_with(app, workers) for workers in (1, 2, 3)}
+            assert verdicts[1].broken_seq == seq, verdicts[1]
+            assert verdicts[1] == verdicts[2] == verdicts[3], verdicts
+            with engine.begin() as conn:
+                conn.execute(sa.update(table).where(table.c.seq == seq).values(body=body))
+        for deleted, problem in ((8, "gap"), (9, "gap"), (23, "head")):
+            stored = sa.select(table.c.seq, table.c.hash, table.c.body)
+            stored = stored.where(table.c.seq == deleted)
+            with engine.begin() as conn:
+                row = conn.execute(stored).one()
+                conn.execute(sa.delete(table).where(table.c.seq == deleted))
+            verdicts = {workers: _verify_with(app, workers) for workers in (1, 2, 3)}
+            assert verdicts[1].broken_seq == deleted, verdicts[1]
+            assert problem in (verdicts[1].problem or ""), verdicts[1]
+            assert verdicts[1] == verdicts[2] == verdicts[3], verdicts
+            with engine.begin() as conn:
+                conn.execute(sa.insert(table).values(row._asdict()))
+        assert _verify_with(app, 2).ok
+    finally:
+        engine.dispose()
 
 
 # --- concurrency -----------------------------------------------------------------------------
