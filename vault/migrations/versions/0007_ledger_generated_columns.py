@@ -5,10 +5,11 @@ Revises: 0006
 Create Date: 2026-11-23 17:30:00.000000
 
 Rebuilds ledger_events as (seq, hash, body) plus columns the database generates from body
-(SQLite: VIRTUAL json_extract; PostgreSQL: STORED body::jsonb ->> name), keeping every
-event. Before the old table goes, its columns are compared with the values generated from
-each body; if any differ (someone edited a column since 0006 stored the body), the
-upgrade stops and names the events instead of silently replacing the edited values.
+(SQLite: json_extract, VIRTUAL but for prev_hash and body_seq; PostgreSQL: STORED
+body::jsonb ->> name), keeping every event. First the columns are compared with the
+values the body gives; if any differ (someone edited a column since 0006 stored the
+body), the upgrade stops before changing anything and names the events, instead of
+silently replacing the edited values.
 """
 
 import sqlalchemy as sa
@@ -84,8 +85,37 @@ def _constraints() -> list:
     ]
 
 
+def _edited(dialect: str) -> list[int]:
+    """Events whose columns differ from what the new table would generate from the body
+    (someone edited a column since 0006 stored the body): the first 20 seqs."""
+    differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    columns = [*NAMES, "body_seq"]
+    old = {**{name: name for name in NAMES}, "body_seq": "seq"}
+    # Only constant names and the expressions above go into this text.
+    return (
+        op.get_bind()
+        .exec_driver_sql(
+            "SELECT seq FROM ledger_events WHERE "  # noqa: S608
+            + " OR ".join(
+                f"{old[column]} {differs} {_expression(dialect, column)}" for column in columns
+            )
+            + " ORDER BY seq LIMIT 20"
+        )
+        .scalars()
+        .all()
+    )
+
+
 def upgrade():
     dialect = op.get_bind().dialect.name
+    # Checked before anything changes, so that a refusal leaves the database as it was.
+    edited = _edited(dialect)
+    if edited:
+        raise RuntimeError(
+            "ledger events whose columns differ from their hashed body (edited after "
+            f"migration 0006?): seq {', '.join(map(str, edited))}. `vault ledger verify` "
+            "names the first; restore those columns from the body, then upgrade again."
+        )
     _set_aside(dialect)
     op.create_table(
         "ledger_events",
@@ -112,24 +142,6 @@ def upgrade():
         f"INSERT INTO ledger_events (seq, hash, body) "  # noqa: S608
         f"SELECT seq, hash, body FROM {OLD} ORDER BY seq"
     )
-    differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
-    edited = (
-        op.get_bind()
-        .exec_driver_sql(
-            f"SELECT old.seq FROM {OLD} AS old JOIN ledger_events AS new ON new.seq = old.seq "  # noqa: S608
-            f"WHERE new.body_seq {differs} old.seq OR "
-            f"{' OR '.join(f'old.{name} {differs} new.{name}' for name in NAMES)} "
-            "ORDER BY old.seq LIMIT 20"
-        )
-        .scalars()
-        .all()
-    )
-    if edited:
-        raise RuntimeError(
-            "ledger events whose columns differ from their hashed body (edited after "
-            f"migration 0006?): seq {', '.join(map(str, edited))}. `vault ledger verify` "
-            "names the first; restore those columns from the body, then upgrade again."
-        )
     op.drop_table(OLD)
     _create_indexes()
 
