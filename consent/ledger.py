@@ -64,6 +64,7 @@ def canonical_state(state: Any) -> str:
 
 
 def canonical_bytes(event: dict[str, Any]) -> bytes:
+    """The definition: json.dumps of the 13 hashed fields, sorted keys, no spaces, UTF-8."""
     return _ENCODER.encode({name: event[name] for name in HASHED_FIELDS}).encode()
 
 
@@ -77,16 +78,48 @@ def timestamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+# canonical_bytes spelt out around the two values only the head row knows: json.dumps of a
+# flat dict with sorted keys and these separators is "{" + '"key":value' joined by "," +
+# "}", each value as the encoder spells it alone. In sorted order prev_hash (64 hex digits,
+# nothing to escape) comes two keys before seq, with prev_state between.
+_SORTED = sorted(HASHED_FIELDS)
+_BEFORE_PREV_HASH = _SORTED[: _SORTED.index("prev_hash")]
+_AFTER_SEQ = _SORTED[_SORTED.index("seq") + 1 :]
+assert _SORTED[_SORTED.index("prev_hash") + 1 : _SORTED.index("seq")] == ["prev_state"]
+
+
+def _body_around(fields: dict[str, Any]) -> tuple[str, str, str]:
+    """(a, b, c) such that a + prev_hash + b + str(seq) + c is canonical_bytes (decoded)
+    of ``fields`` with that prev_hash and seq; tests check it byte for byte."""
+    encode = _ENCODER.encode
+    before = ",".join(f'"{name}":{encode(fields[name])}' for name in _BEFORE_PREV_HASH)
+    after = ",".join(f'"{name}":{encode(fields[name])}' for name in _AFTER_SEQ)
+    return (
+        "{" + before + ',"prev_hash":"',
+        '","prev_state":' + encode(fields["prev_state"]) + ',"seq":',
+        "," + after + "}",
+    )
+
+
 # Plain SQL on the session's own DB-API connection (inside its transaction): SQLAlchemy's
 # per-statement handling, even for prebuilt Core statements, cost more than the statements
 # themselves. Only constant names go into these texts; values are bound.
 _NEXT_SEQ = "UPDATE ledger_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
 _INSERT = "INSERT INTO ledger_events (seq, hash, body) VALUES (?, ?, ?)"
 _SET_HEAD_HASH = "UPDATE ledger_head SET hash = ? WHERE id = 1"
-# PostgreSQL: insert the event and move the head hash in one statement, one round trip.
-_INSERT_AND_SET_HEAD_HASH = (
-    "WITH event AS (INSERT INTO ledger_events (seq, hash, body) VALUES (%s, %s, %s)) "
-    "UPDATE ledger_head SET hash = %s WHERE id = 1"
+# PostgreSQL: one statement, one round trip. FOR UPDATE waits for the head row's lock and
+# then reads its latest version; the server spells the body around the head's seq and
+# hash and hashes it (sha256 of the UTF-8 bytes, as Python would), inserts the event and
+# moves the head.
+_APPEND_POSTGRESQL = (
+    "WITH event AS ("
+    "INSERT INTO ledger_events (seq, hash, body) "
+    "SELECT seq + 1, encode(sha256(convert_to(body, 'UTF8')), 'hex'), body "
+    "FROM (SELECT seq, %s || hash || %s || (seq + 1) || %s AS body "
+    "FROM ledger_head WHERE id = 1 FOR UPDATE) AS head "
+    "RETURNING seq, hash) "
+    "UPDATE ledger_head SET seq = event.seq, hash = event.hash FROM event WHERE id = 1 "
+    "RETURNING event.seq, event.hash"
 )
 
 
@@ -123,35 +156,37 @@ def append(
     """Append one event in the caller's transaction and return its seq and hash."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}")
+    around = _body_around(
+        {
+            "at": timestamp(at or datetime.now(UTC)),
+            "event_type": event_type,
+            "subject": subject,
+            "vendor_id": vendor_id,
+            "channel": channel,
+            "topic": topic,
+            "prev_state": canonical_state(prev_state),
+            "new_state": canonical_state(new_state),
+            "actor": actor,
+            "source": source,
+            "notice_version": notice_version,
+        }
+    )
     dbapi, dialect = _dbapi(session)
     cursor = dbapi.cursor()
     try:
+        if dialect == "postgresql":
+            cursor.execute(_APPEND_POSTGRESQL, around)
+            appended = cursor.fetchone()
+            if appended is None:
+                raise RuntimeError("the ledger has no head row (migrations not run?)")
+            return Appended(*appended)
         # Taking the head row's lock first makes every appender wait its turn.
         cursor.execute(_NEXT_SEQ)
         seq, prev_hash = cursor.fetchone()
-        body = _ENCODER.encode(
-            {
-                "seq": seq,
-                "at": timestamp(at or datetime.now(UTC)),
-                "event_type": event_type,
-                "subject": subject,
-                "vendor_id": vendor_id,
-                "channel": channel,
-                "topic": topic,
-                "prev_state": canonical_state(prev_state),
-                "new_state": canonical_state(new_state),
-                "actor": actor,
-                "source": source,
-                "notice_version": notice_version,
-                "prev_hash": prev_hash,
-            }
-        )
+        body = f"{around[0]}{prev_hash}{around[1]}{seq}{around[2]}"
         digest = hashlib.sha256(body.encode()).hexdigest()
-        if dialect == "postgresql":
-            cursor.execute(_INSERT_AND_SET_HEAD_HASH, (seq, digest, body, digest))
-        else:
-            cursor.execute(_INSERT, (seq, digest, body))
-            cursor.execute(_SET_HEAD_HASH, (digest,))
+        cursor.execute(_INSERT, (seq, digest, body))
+        cursor.execute(_SET_HEAD_HASH, (digest,))
     finally:
         cursor.close()
     return Appended(seq, digest)
@@ -189,18 +224,21 @@ _SQLITE_BATCH_SQL = (
     "CAST(group_concat(body, char(10)) AS BLOB) "
     "FROM ledger_events WHERE seq BETWEEN {first} AND {last}"
 )
-# PostgreSQL: the server hashes each body itself (pg_catalog.sha256) and links each event
-# to the one before (lag), and returns just the count, the seq range, the first broken
-# seq (normally none) and the last hash: sending every body to Python and parsing it there
-# cost more than the server's hashing, and several connections spread it over the CPUs.
+# PostgreSQL: the server hashes each body itself (sha256 over textsend, the text's own
+# bytes) and links each event to the one before (lag), and returns just the count, the seq
+# range, the first broken seq (normally none) and the last hash: sending every body to
+# Python and parsing it there cost more than the server's hashing, and several connections
+# spread the work over the CPUs. OFFSET 0 keeps the hashing below the window, so that the
+# window's row store holds a few small columns, not the bodies.
 _POSTGRESQL_RANGE_SQL = (
     "SELECT count(*), min(seq), max(seq), min(seq) FILTER (WHERE broken), "
     "(SELECT hash FROM ledger_events WHERE seq = {last}) "
     "FROM (SELECT seq, "
-    "encode(sha256(convert_to(body, 'UTF8')), 'hex') IS DISTINCT FROM hash "
-    "OR body_seq IS DISTINCT FROM seq "
-    "OR prev_hash IS DISTINCT FROM coalesce(lag(hash) OVER (ORDER BY seq), %s) AS broken "
-    "FROM ledger_events WHERE seq BETWEEN {first} AND {last}) AS batch"
+    "wrong OR prev_hash IS DISTINCT FROM coalesce(lag(hash) OVER (ORDER BY seq), %s) AS broken "
+    "FROM (SELECT seq, hash, prev_hash, "
+    "encode(sha256(textsend(body)), 'hex') IS DISTINCT FROM hash "
+    "OR body_seq IS DISTINCT FROM seq AS wrong "
+    "FROM ledger_events WHERE seq BETWEEN {first} AND {last} OFFSET 0) AS checked) AS batch"
 )
 _ROWS_SQL = (
     "SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "

@@ -143,6 +143,30 @@ AWKWARD = [
 ]
 
 
+@pytest.mark.parametrize("text", AWKWARD)
+def test_the_body_around_prev_hash_and_seq_is_byte_for_byte_json_dumps(text: str) -> None:
+    """append() spells the body around the head's prev_hash and seq (on PostgreSQL the
+    server fills them in): exactly the definition, json.dumps, on awkward values too."""
+    event = {
+        "seq": 2**40 + 1,
+        "at": text,
+        "event_type": text,
+        "subject": text,
+        "vendor_id": None,
+        "channel": text,
+        "topic": None,
+        "prev_state": text,
+        "new_state": text,
+        "actor": text,
+        "source": "ui",
+        "notice_version": 0,
+        "prev_hash": hashlib.sha256(text.encode(errors="replace")).hexdigest(),
+    }
+    before, middle, after = ledger._body_around(event)
+    body = f"{before}{event['prev_hash']}{middle}{event['seq']}{after}"
+    assert body.encode() == ledger.canonical_bytes(event)
+
+
 def test_awkward_text_round_trips_through_the_generated_columns(app: Flask) -> None:
     """json_extract (SQLite) and ->> (PostgreSQL) undo exactly the escapes Python's json
     wrote, so the generated columns give back the very values appended; and a value that
