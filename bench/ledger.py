@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -208,6 +209,9 @@ def _generate(app: Flask, events: int) -> tuple[Rate, int, float]:
                 raw.dbapi_connection.autocommit = False
             else:
                 cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # And the operating system done writing the hundreds of megabytes just written:
+            # otherwise the first verify runs beside the kernel flushing them to disk.
+            os.sync()
         finally:
             raw.close()
     return Rate(events, hashing_seconds), total_bytes, time.perf_counter() - started

@@ -224,12 +224,14 @@ _SQLITE_BATCH_SQL = (
     "CAST(group_concat(body, char(10)) AS BLOB) "
     "FROM ledger_events WHERE seq BETWEEN {first} AND {last}"
 )
-# PostgreSQL: the server hashes each body itself (sha256 over textsend, the text's own
-# bytes) and links each event to the one before (lag), and returns just the count, the seq
-# range, the first broken seq (normally none) and the last hash: sending every body to
-# Python and parsing it there cost more than the server's hashing, and several connections
-# spread the work over the CPUs. OFFSET 0 keeps the hashing below the window, so that the
-# window's row store holds a few small columns, not the bodies.
+# PostgreSQL: the server hashes each body itself and links each event to the one before
+# (lag), and returns just the count, the seq range, the first broken seq (normally none)
+# and the last hash: sending every body to Python and parsing it there cost more than the
+# server's hashing, and several connections spread the work over the CPUs. textsend gives
+# the text's bytes in the client encoding, UTF-8 under psycopg, for less than convert_to
+# (any other spelling would only send the batch to the event-by-event check in Python).
+# OFFSET 0 keeps the hashing below the window, so that the window's row store holds a few
+# small columns, not the bodies.
 _POSTGRESQL_RANGE_SQL = (
     "SELECT count(*), min(seq), max(seq), min(seq) FILTER (WHERE broken), "
     "(SELECT hash FROM ledger_events WHERE seq = {last}) "
