@@ -319,6 +319,28 @@ def _rows_scan(dbapi: Any, first: int, last: int, prev: str) -> _Scan:
     return _Scan(expected - first, prev)
 
 
+_Checked = tuple["Future[bool]", str]  # the batch's verdict (to come), its last stored hash
+
+
+def _in_server(cursor: Any, checker: Executor, low: int, high: int, prev: str) -> _Checked:
+    """PostgreSQL checks the batch itself (see _POSTGRESQL_RANGE_SQL)."""
+    cursor.execute(_POSTGRESQL_RANGE_SQL.format(first=int(low), last=int(high)), (prev,))
+    found, lowest, highest, broken, last_hash = cursor.fetchone()
+    verdict: Future[bool] = Future()
+    verdict.set_result((found, lowest, highest, broken) == (high - low + 1, low, high, None))
+    return verdict, last_hash or ""
+
+
+def _hashing_here(cursor: Any, checker: Executor, low: int, high: int, prev: str) -> _Checked:
+    """SQLite joins the batch (the driver lets go of Python's lock meanwhile) and the
+    checker thread hashes it, while this thread has SQLite join the next one."""
+    cursor.execute(_SQLITE_BATCH_SQL.format(first=int(low), last=int(high)))
+    joined = cursor.fetchone()
+    # The next batch links to this one's last stored hash; whether that is the hash of
+    # its body, this batch's check says.
+    return checker.submit(_batch_ok, low, high, prev, joined), joined[1][-64:] if joined[1] else ""
+
+
 def _scan(
     dbapi: Any,
     dialect: str,
@@ -328,60 +350,17 @@ def _scan(
     on_progress: Callable[[int], None],
 ) -> _Scan:
     """Check events first..last, starting from the hash before first, in batches of BATCH
-    events. A batch that does not check out is gone through event by event to name the
-    first broken one."""
-    batch = BATCH
-    if dialect == "postgresql":
-        return _scan_in_server(dbapi, first, last, prev, on_progress, batch)
-    return _scan_hashing_here(dbapi, first, last, prev, on_progress, batch)
-
-
-def _scan_in_server(
-    dbapi: Any,
-    first: int,
-    last: int,
-    prev: str,
-    on_progress: Callable[[int], None],
-    batch: int,
-) -> _Scan:
-    count = 0
-    cursor = dbapi.cursor()
-    try:
-        for low in range(first, last + 1, batch):
-            high = min(low + batch - 1, last)
-            cursor.execute(_POSTGRESQL_RANGE_SQL.format(first=int(low), last=int(high)), (prev,))
-            found, lowest, highest, broken, last_hash = cursor.fetchone()
-            if (found, lowest, highest, broken) != (high - low + 1, low, high, None):
-                scan = _rows_scan(dbapi, low, high, prev)
-                if not scan.complete:
-                    return _Scan(count + scan.count, scan.last_hash, scan.broken_seq, scan.problem)
-                last_hash = scan.last_hash
-            count += high - low + 1
-            prev = last_hash
-            on_progress(high - low + 1)
-    finally:
-        cursor.close()
-    return _Scan(count, prev)
-
-
-def _scan_hashing_here(
-    dbapi: Any,
-    first: int,
-    last: int,
-    prev: str,
-    on_progress: Callable[[int], None],
-    batch: int,
-) -> _Scan:
-    """This thread has SQLite join the next batch (the driver lets go of Python's lock
-    meanwhile) while a second thread hashes the one before: the two overlap."""
+    events, one being checked while the next is read. A batch that does not check out is
+    gone through event by event to name the first broken one."""
+    check = _in_server if dialect == "postgresql" else _hashing_here
     cursor = dbapi.cursor()
     count = 0
     pending: deque[tuple[int, int, str, Future[bool]]] = deque()
 
     def settle() -> _Scan | None:
         nonlocal count
-        low, high, before, check = pending.popleft()
-        if not check.result():
+        low, high, before, verdict = pending.popleft()
+        if not verdict.result():
             scan = _rows_scan(dbapi, low, high, before)
             if not scan.complete:
                 return _Scan(count + scan.count, scan.last_hash, scan.broken_seq, scan.problem)
@@ -391,23 +370,19 @@ def _scan_hashing_here(
 
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="ledger-verify") as checker:
-            for low in range(first, last + 1, batch):
-                high = min(low + batch - 1, last)
-                cursor.execute(_SQLITE_BATCH_SQL.format(first=int(low), last=int(high)))
-                joined = cursor.fetchone()
-                check = checker.submit(_batch_ok, low, high, prev, joined)
-                pending.append((low, high, prev, check))
-                # The next batch links to this one's last stored hash; whether that is the
-                # hash of its body, this batch's check says.
-                prev = joined[1][-64:] if joined[1] else ""
+            for low in range(first, last + 1, BATCH):
+                high = min(low + BATCH - 1, last)
+                verdict, after = check(cursor, checker, low, high, prev)
+                pending.append((low, high, prev, verdict))
+                prev = after
                 if len(pending) > 1 and (broken := settle()) is not None:
                     return broken
             while pending:
                 if (broken := settle()) is not None:
                     return broken
     finally:
-        for _, _, _, check in pending:
-            check.cancel()
+        for *_, verdict in pending:
+            verdict.cancel()
         cursor.close()
     return _Scan(count, prev)
 

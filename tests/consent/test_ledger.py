@@ -13,6 +13,7 @@ import itertools
 import json
 import multiprocessing
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -227,43 +228,42 @@ def _expect_broken(app: Flask, seq: int | None, *words: str) -> None:
     assert output["problem"]
 
 
-@pytest.mark.parametrize("column", ["seq", "hash", "body"])
-def test_changing_one_byte_of_a_stored_column_names_that_event(
-    app: Flask, database: TestDatabase, column: str
-) -> None:
+@pytest.fixture
+def tamper(app: Flask, database: TestDatabase) -> Iterator[sa.Engine]:
+    """Five events, and an engine of its own, as an administrator's, to change them with."""
     _fill(app)
     engine = database.engine()
-    table = LedgerEvent.__table__
-    try:
-        for seq in POSITIONS:
-            with engine.begin() as conn:
-                original = conn.execute(
-                    sa.select(table.c[column]).where(table.c.seq == seq)
-                ).scalar_one()
-                changed = _altered(column, original, seq)
-                conn.execute(sa.update(table).where(table.c.seq == seq).values({column: changed}))
-            _expect_broken(app, seq)
+    yield engine
+    engine.dispose()
 
-            where = table.c.seq == (changed if column == "seq" else seq)
-            with engine.begin() as conn:
-                conn.execute(sa.update(table).where(where).values({column: original}))
-            assert _verify(app).ok
-    finally:
-        engine.dispose()
+
+@pytest.mark.parametrize("column", ["seq", "hash", "body"])
+def test_changing_one_byte_of_a_stored_column_names_that_event(
+    app: Flask, tamper: sa.Engine, column: str
+) -> None:
+    table = LedgerEvent.__table__
+    for seq in POSITIONS:
+        with tamper.begin() as conn:
+            original = conn.execute(
+                sa.select(table.c[column]).where(table.c.seq == seq)
+            ).scalar_one()
+            changed = _altered(column, original, seq)
+            conn.execute(sa.update(table).where(table.c.seq == seq).values({column: changed}))
+        _expect_broken(app, seq)
+
+        where = table.c.seq == (changed if column == "seq" else seq)
+        with tamper.begin() as conn:
+            conn.execute(sa.update(table).where(where).values({column: original}))
+        assert _verify(app).ok
 
 
 @pytest.mark.parametrize("column", list(ledger.GENERATED_COLUMNS))
 def test_the_database_refuses_to_update_a_generated_column(
-    app: Flask, database: TestDatabase, column: str
+    app: Flask, tamper: sa.Engine, column: str
 ) -> None:
-    _fill(app)
-    engine = database.engine()
     table = LedgerEvent.__table__
-    try:
-        with pytest.raises(sa.exc.DBAPIError, match=r"generated|DEFAULT"), engine.begin() as conn:
-            conn.execute(sa.update(table).where(table.c.seq == 3).values({column: "0"}))
-    finally:
-        engine.dispose()
+    with pytest.raises(sa.exc.DBAPIError, match=r"generated|DEFAULT"), tamper.begin() as conn:
+        conn.execute(sa.update(table).where(table.c.seq == 3).values({column: "0"}))
     assert _verify(app).ok
 
 
@@ -336,14 +336,9 @@ def _restore_subject(database: TestDatabase, engine: sa.Engine) -> None:
     engine.dispose()
 
 
-def test_deleting_the_last_event_is_detected(app: Flask, database: TestDatabase) -> None:
-    _fill(app)
-    engine = database.engine()
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.delete(LedgerEvent.__table__).where(LedgerEvent.__table__.c.seq == 5))
-    finally:
-        engine.dispose()
+def test_deleting_the_last_event_is_detected(app: Flask, tamper: sa.Engine) -> None:
+    with tamper.begin() as conn:
+        conn.execute(sa.delete(LedgerEvent.__table__).where(LedgerEvent.__table__.c.seq == 5))
     result = _verify(app)
     assert not result.ok
     assert result.broken_seq == 5 and result.count == 4
@@ -352,14 +347,9 @@ def test_deleting_the_last_event_is_detected(app: Flask, database: TestDatabase)
     assert code == 1 and output["broken_seq"] == 5
 
 
-def test_deleting_an_event_in_the_middle_is_a_gap(app: Flask, database: TestDatabase) -> None:
-    _fill(app)
-    engine = database.engine()
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.delete(LedgerEvent.__table__).where(LedgerEvent.__table__.c.seq == 2))
-    finally:
-        engine.dispose()
+def test_deleting_an_event_in_the_middle_is_a_gap(app: Flask, tamper: sa.Engine) -> None:
+    with tamper.begin() as conn:
+        conn.execute(sa.delete(LedgerEvent.__table__).where(LedgerEvent.__table__.c.seq == 2))
     result = _verify(app)
     assert not result.ok and result.broken_seq == 2
     assert "gap" in (result.problem or "")

@@ -106,6 +106,24 @@ def _edited(dialect: str) -> list[int]:
     )
 
 
+def _rebuild(dialect: str, columns: list[sa.Column], copied: list[str]) -> None:
+    """ledger_events anew with these columns (seq first) and the same constraints and
+    indexes, every event copied over in seq order."""
+    _set_aside(dialect)
+    op.create_table(
+        "ledger_events",
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        *columns,
+        *_constraints(),
+    )
+    names = ", ".join(["seq", *copied])
+    op.execute(
+        f"INSERT INTO ledger_events ({names}) SELECT {names} FROM {OLD} ORDER BY seq"  # noqa: S608
+    )
+    op.drop_table(OLD)
+    _create_indexes()
+
+
 def upgrade():
     dialect = op.get_bind().dialect.name
     # Checked before anything changes, so that a refusal leaves the database as it was.
@@ -116,50 +134,31 @@ def upgrade():
             f"migration 0006?): seq {', '.join(map(str, edited))}. `vault ledger verify` "
             "names the first; restore those columns from the body, then upgrade again."
         )
-    _set_aside(dialect)
-    op.create_table(
-        "ledger_events",
-        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+    generated = [
+        sa.Column(
+            name,
+            kind,
+            sa.Computed(
+                sa.text(_expression(dialect, name)),
+                # VIRTUAL on SQLite but what verify reads for every event; STORED on
+                # PostgreSQL, which can index only those.
+                persisted=True if dialect == "postgresql" or name in STORED else None,
+            ),
+            nullable=nullable,
+        )
+        for name, kind, nullable in (*FIELDS, BODY_SEQ)
+    ]
+    stored = [
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        *(
-            sa.Column(
-                name,
-                kind,
-                sa.Computed(
-                    sa.text(_expression(dialect, name)),
-                    # VIRTUAL on SQLite but what verify reads for every event; STORED
-                    # on PostgreSQL, which can index only those.
-                    persisted=True if dialect == "postgresql" or name in STORED else None,
-                ),
-                nullable=nullable,
-            )
-            for name, kind, nullable in (*FIELDS, BODY_SEQ)
-        ),
-        *_constraints(),
-    )
-    op.execute(
-        f"INSERT INTO ledger_events (seq, hash, body) "  # noqa: S608
-        f"SELECT seq, hash, body FROM {OLD} ORDER BY seq"
-    )
-    op.drop_table(OLD)
-    _create_indexes()
+    ]
+    _rebuild(dialect, [*stored, *generated], ["hash", "body"])
 
 
 def downgrade():
-    dialect = op.get_bind().dialect.name
-    _set_aside(dialect)
-    op.create_table(
-        "ledger_events",
-        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
-        *(sa.Column(name, kind, nullable=nullable) for name, kind, nullable in FIELDS),
+    plain = [sa.Column(name, kind, nullable=nullable) for name, kind, nullable in FIELDS]
+    stored = [
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        *_constraints(),
-    )
-    columns = ", ".join(["seq", *NAMES, "hash", "body"])
-    op.execute(
-        f"INSERT INTO ledger_events ({columns}) SELECT {columns} FROM {OLD} ORDER BY seq"  # noqa: S608
-    )
-    op.drop_table(OLD)
-    _create_indexes()
+    ]
+    _rebuild(op.get_bind().dialect.name, [*plain, *stored], [*NAMES, "hash", "body"])
