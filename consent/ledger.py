@@ -224,23 +224,20 @@ _SQLITE_BATCH_SQL = (
     "CAST(group_concat(body, char(10)) AS BLOB) "
     "FROM ledger_events WHERE seq BETWEEN {first} AND {last}"
 )
-# PostgreSQL: the server hashes each body itself and links each event to the one before
-# (lag), and returns just the count, the seq range, the first broken seq (normally none)
-# and the last hash: sending every body to Python and parsing it there cost more than the
-# server's hashing, and several connections spread the work over the CPUs. textsend gives
-# the text's bytes in the client encoding, UTF-8 under psycopg, for less than convert_to
-# (any other spelling would only send the batch to the event-by-event check in Python).
-# OFFSET 0 keeps the hashing below the window, so that the window's row store holds a few
-# small columns, not the bodies.
-_POSTGRESQL_RANGE_SQL = (
-    "SELECT count(*), min(seq), max(seq), min(seq) FILTER (WHERE broken), "
-    "(SELECT hash FROM ledger_events WHERE seq = {last}) "
-    "FROM (SELECT seq, "
-    "wrong OR prev_hash IS DISTINCT FROM coalesce(lag(hash) OVER (ORDER BY seq), %s) AS broken "
-    "FROM (SELECT seq, hash, prev_hash, "
+# PostgreSQL: the server hashes each body itself and returns just the count, the seq
+# range, how many events do not hash to their hash or name another seq, and each event's
+# hash and prev_hash joined, for the links to be checked here: sending every body to
+# Python and parsing it there cost more than the server's hashing, and several connections
+# spread the work over the CPUs. textsend gives the text's bytes in the client encoding,
+# UTF-8 under psycopg, for less than convert_to (any other spelling would only send the
+# batch to the event-by-event check in Python).
+_POSTGRESQL_BATCH_SQL = (
+    "SELECT count(*), min(seq), max(seq), count(*) FILTER (WHERE "
     "encode(sha256(textsend(body)), 'hex') IS DISTINCT FROM hash "
-    "OR body_seq IS DISTINCT FROM seq AS wrong "
-    "FROM ledger_events WHERE seq BETWEEN {first} AND {last} OFFSET 0) AS checked) AS batch"
+    "OR body_seq IS DISTINCT FROM seq), "
+    "string_agg(hash || ',' || prev_hash, ',') "
+    "FROM (SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "
+    "WHERE seq BETWEEN {first} AND {last} ORDER BY seq) AS batch"
 )
 _ROWS_SQL = (
     "SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "
@@ -323,12 +320,20 @@ _Checked = tuple["Future[bool]", str]  # the batch's verdict (to come), its last
 
 
 def _in_server(cursor: Any, checker: Executor, low: int, high: int, prev: str) -> _Checked:
-    """PostgreSQL checks the batch itself (see _POSTGRESQL_RANGE_SQL)."""
-    cursor.execute(_POSTGRESQL_RANGE_SQL.format(first=int(low), last=int(high)), (prev,))
-    found, lowest, highest, broken, last_hash = cursor.fetchone()
+    """PostgreSQL checks the batch's hashes and seqs itself, this thread the links, with
+    no code per event: the joined (hash, prev_hash) pairs must be the hash before and the
+    batch's own hashes but the last, in that order. (Were they joined in another order
+    than seq's, the links could not all hold: prev_hash is unique.)"""
+    cursor.execute(_POSTGRESQL_BATCH_SQL.format(first=int(low), last=int(high)))
+    found, lowest, highest, wrong, pairs = cursor.fetchone()
+    joined = pairs.split(",") if pairs else []
+    hashes, prev_hashes = joined[0::2], joined[1::2]
     verdict: Future[bool] = Future()
-    verdict.set_result((found, lowest, highest, broken) == (high - low + 1, low, high, None))
-    return verdict, last_hash or ""
+    verdict.set_result(
+        (found, lowest, highest, wrong, len(joined)) == (high - low + 1, low, high, 0, 2 * found)
+        and prev_hashes == [prev, *hashes[:-1]]
+    )
+    return verdict, hashes[-1] if hashes else ""
 
 
 def _hashing_here(cursor: Any, checker: Executor, low: int, high: int, prev: str) -> _Checked:
