@@ -395,7 +395,7 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of 4 events and ranges for workers from 1 event on, so that a few events
     cross batch and range boundaries (forked SQLite workers inherit the patched module)."""
-    monkeypatch.setattr(ledger, "BATCH", 4)
+    monkeypatch.setattr(ledger, "BATCH", {"sqlite": 4, "postgresql": 4})
     monkeypatch.setattr(ledger, "PARALLEL_MIN", 1)
 
 
