@@ -246,7 +246,7 @@ def _ledger_section(args: argparse.Namespace) -> None:
             f">= 0.50 {'met' if verify_ratio >= 0.5 else 'NOT met'}",
         ],
         [
-            "  the same, this process on one connection",
+            "  the same, one process on one connection",
             f"{result.verify_one_process.per_second:,.0f} events/s",
             "",
             "",

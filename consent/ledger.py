@@ -206,8 +206,8 @@ class Verification:
 
 
 # Events per batch. SQLite: about 1 MB of bodies, which the allocator hands out again
-# batch after batch; with 10 MB batches every buffer was mapped fresh from the operating
-# system and its page faults took a third of verify's time. PostgreSQL hashes in the
+# batch after batch; 10 MB buffers were mapped fresh from the operating system each time,
+# and the page faults cost more than the extra queries save. PostgreSQL hashes in the
 # server, so only the batch's hashes come here, and fewer, larger queries cost less.
 BATCH = {"sqlite": 2000, "postgresql": 20000}
 # Below this many events one process verifies: starting workers costs more than it saves.
@@ -221,12 +221,14 @@ _sha256 = hashlib.sha256
 # range name their own seq in their body -- the whole range, if that is its length, as
 # seqs are unique -- and the hashes, prev_hashes and bodies joined. Joining rows costs
 # SQLite less than handing them to Python one by one. The body seq and prev_hash are
-# columns the database generates from the body (verify makes sure it still does). Only
-# ints go into these texts.
+# columns the database generates from the body (verify makes sure it still does). The
+# range is bound, not spelt into the text: one prepared statement serves every batch, and
+# SQLite keeps its buffers from one batch to the next (a new statement per batch meant new
+# memory from the operating system every time, whose page faults took half the time).
 _SQLITE_BATCH_SQL = (
     "SELECT sum(body_seq = seq), group_concat(hash, ','), group_concat(prev_hash, ','), "
     "CAST(group_concat(body, char(10)) AS BLOB) "
-    "FROM ledger_events WHERE seq BETWEEN {first} AND {last}"
+    "FROM ledger_events WHERE seq BETWEEN ? AND ?"
 )
 # PostgreSQL: the server hashes each body itself and returns just the count, the seq
 # range, how many events do not hash to their hash or name another seq, and each event's
@@ -241,12 +243,13 @@ _POSTGRESQL_BATCH_SQL = (
     "OR body_seq IS DISTINCT FROM seq), "
     "string_agg(hash || ',' || prev_hash, ',') "
     "FROM (SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "
-    "WHERE seq BETWEEN {first} AND {last} ORDER BY seq) AS batch"
+    "WHERE seq BETWEEN %s AND %s ORDER BY seq) AS batch"
 )
-_ROWS_SQL = (
-    "SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "
-    "WHERE seq BETWEEN {first} AND {last} ORDER BY seq"
-)
+_ROWS_SQL = {
+    dialect: "SELECT seq, hash, prev_hash, body_seq, body FROM ledger_events "  # noqa: S608
+    f"WHERE seq BETWEEN {marker} AND {marker} ORDER BY seq"  # the driver's parameter marker
+    for dialect, marker in (("sqlite", "?"), ("postgresql", "%s"))
+}
 
 
 def _batch_ok(first: int, last: int, prev: str, batch: tuple[Any, ...]) -> bool:
@@ -302,11 +305,11 @@ class _Scan:
         return self.problem is None and self.broken_seq is None
 
 
-def _rows_scan(dbapi: Any, first: int, last: int, prev: str) -> _Scan:
+def _rows_scan(dbapi: Any, dialect: str, first: int, last: int, prev: str) -> _Scan:
     """Event by event, first..last: slow, and exact about what is wrong where."""
     cursor = dbapi.cursor()
     try:
-        cursor.execute(_ROWS_SQL.format(first=int(first), last=int(last)))
+        cursor.execute(_ROWS_SQL[dialect], (first, last))
         expected = first
         for seq, digest, prev_hash, body_seq, body in cursor.fetchall():
             problem = _row_problem(seq, expected, prev, digest, prev_hash, body_seq, body)
@@ -328,7 +331,7 @@ def _in_server(cursor: Any, checker: Executor, low: int, high: int, prev: str) -
     no code per event: the joined (hash, prev_hash) pairs must be the hash before and the
     batch's own hashes but the last, in that order. (Were they joined in another order
     than seq's, the links could not all hold: prev_hash is unique.)"""
-    cursor.execute(_POSTGRESQL_BATCH_SQL.format(first=int(low), last=int(high)))
+    cursor.execute(_POSTGRESQL_BATCH_SQL, (low, high))
     found, lowest, highest, wrong, pairs = cursor.fetchone()
     joined = pairs.split(",") if pairs else []
     hashes, prev_hashes = joined[0::2], joined[1::2]
@@ -343,7 +346,7 @@ def _in_server(cursor: Any, checker: Executor, low: int, high: int, prev: str) -
 def _hashing_here(cursor: Any, checker: Executor, low: int, high: int, prev: str) -> _Checked:
     """SQLite joins the batch (the driver lets go of Python's lock meanwhile) and the
     checker thread hashes it, while this thread has SQLite join the next one."""
-    cursor.execute(_SQLITE_BATCH_SQL.format(first=int(low), last=int(high)))
+    cursor.execute(_SQLITE_BATCH_SQL, (low, high))
     joined = cursor.fetchone()
     # The next batch links to this one's last stored hash; whether that is the hash of
     # its body, this batch's check says.
@@ -371,7 +374,7 @@ def _scan(
         nonlocal count
         low, high, before, verdict = pending.popleft()
         if not verdict.result():
-            scan = _rows_scan(dbapi, low, high, before)
+            scan = _rows_scan(dbapi, dialect, low, high, before)
             if not scan.complete:
                 return _Scan(count + scan.count, scan.last_hash, scan.broken_seq, scan.problem)
         count += high - low + 1
