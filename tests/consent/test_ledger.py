@@ -411,9 +411,10 @@ def _verify_with(app: Flask, workers: int) -> ledger.Verification:
 def test_batches_and_parallel_ranges_agree_with_one_pass(
     app: Flask, database: TestDatabase
 ) -> None:
-    """Forked worker processes each take ranges; every batch is checked as a whole first. The verdict, and the event named, must be the same
-    as one pass in this process: at the first and last event, and on both sides of batch
-    and range boundaries (ranges of 4 here: 1-4, 5-8, ...)."""
+    """Forked worker processes each take ranges; every batch is checked as a whole first.
+    The verdict, and the event named, must be the same as one pass in this process: at
+    the first and last event, and on both sides of batch and range boundaries (ranges of
+    4 here: 1-4, 5-8, ...)."""
     appended = _fill(app, 23)
     for workers in (1, 2, 3):
         result = _verify_with(app, workers)
