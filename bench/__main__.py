@@ -268,11 +268,11 @@ def _ledger_section(args: argparse.Namespace) -> None:
         "How to read: append = ledger.append (lock the head row, hash, insert, move the "
         "head) + commit, against one DB-API INSERT + COMMIT; verify = ledger.verify "
         "(check the columns are generated, stream seq, hash and body, hash, check seq, "
-        "links and head) against sha256().hexdigest() alone, one thread. verify hashes in a "
-        "second thread while the database reads the next batch, and splits a large ledger "
-        "over forked processes (SQLite one per two CPUs, PostgreSQL one per CPU); each "
-        "verify is timed in a fresh process, as the CLI runs it. A busy machine gains less "
-        "than the CPU count suggests."
+        "links and head) against sha256().hexdigest() alone, one thread. On SQLite verify "
+        "hashes in a second thread while SQLite joins the next batch, and splits a large "
+        "ledger over forked processes (one per two CPUs); PostgreSQL hashes in the server, "
+        "over one connection more than CPUs. Each verify is timed in a fresh process, as "
+        "the CLI runs it; a busy machine gains less than the CPU count suggests."
     )
 
 

@@ -5,7 +5,8 @@
   through the DB-API into a table with the same columns and indexes, in the same database.
 * Verify: ``consent.ledger.verify`` over N events (1,000,000 by default), each time in a
   fresh process, as the CLI runs it: once on one connection alone and once as it runs by
-  default (forked worker processes: SQLite one per two CPUs, PostgreSQL one per CPU),
+  default (SQLite: forked worker processes, one per two CPUs; PostgreSQL: one connection
+  more than CPUs, the server hashing),
   each beside bare single-threaded ``hashlib.sha256(...).hexdigest()`` over exactly the
   same canonical bytes (the bytes stored in each event's ``body``). The events are
   generated fast: the chain is computed in Python and bulk-inserted (executemany on SQLite,
@@ -49,9 +50,9 @@ class LedgerResult:
     raw_insert: Rate
     events: int
     event_bytes: int
-    verify: Rate  # as verify runs by default: ``workers`` processes at once
+    verify: Rate  # as verify runs by default: ``workers`` processes or connections at once
     workers: int
-    workers_are: str  # "process" or "processes"
+    workers_are: str  # "process(es)" (SQLite) or "connection(s)" (PostgreSQL)
     verify_one_process: Rate
     hashlib: Rate
     generate_seconds: float
@@ -273,7 +274,12 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
             hashing, size, generate_seconds = _generate(app, events)
             dialect = "postgresql" if database_url else "sqlite"
             workers = ledger.default_workers(dialect) if events >= ledger.PARALLEL_MIN else 1
-            workers_are = "process" if workers == 1 else "processes"
+            workers_are = {
+                ("postgresql", True): "connection",
+                ("postgresql", False): "connections",
+                ("sqlite", True): "process",
+                ("sqlite", False): "processes",
+            }[dialect, workers == 1]
             _progress(f"verifying {events:,} ledger events in one process, one connection")
             verify_one_process = _measure_verify(target, events, 1)
             _progress(f"verifying {events:,} ledger events as by default: {workers} {workers_are}")

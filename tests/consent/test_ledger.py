@@ -394,8 +394,8 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of 4 events and ranges for workers from 1 event on, so that a few events
-    cross batch and range boundaries (forked workers inherit the patched module)."""
-    monkeypatch.setattr(ledger, "BATCH", 4)
+    cross batch and range boundaries (forked SQLite workers inherit the patched module)."""
+    monkeypatch.setattr(ledger, "BATCH", {"sqlite": 4, "postgresql": 4})
     monkeypatch.setattr(ledger, "PARALLEL_MIN", 1)
 
 
@@ -411,10 +411,10 @@ def _verify_with(app: Flask, workers: int) -> ledger.Verification:
 def test_batches_and_parallel_ranges_agree_with_one_pass(
     app: Flask, database: TestDatabase
 ) -> None:
-    """Forked worker processes each take ranges; every batch is checked as a whole first.
-    The verdict, and the event named, must be the same as one pass in this process: at
-    the first and last event, and on both sides of batch and range boundaries (ranges of
-    4 here: 1-4, 5-8, ...)."""
+    """Workers (SQLite: forked processes, PostgreSQL: connections) each take ranges; every
+    batch is checked as a whole first. The verdict, and the event named, must be the same
+    as one pass in this process: at the first and last event, and on both sides of batch
+    and range boundaries (ranges of 4 here: 1-4, 5-8, ...)."""
     appended = _fill(app, 23)
     for workers in (1, 2, 3):
         result = _verify_with(app, workers)
