@@ -79,12 +79,85 @@ def profile():
 """
 
 
+# The second baseline: bare Flask that also runs the vault's three statements for a read
+# (the token row by its hash, the customer's key and encrypted fields, one access-log row
+# and its commit) through the DB-API on one connection per worker, with the vault's SQLite
+# settings, and returns the same body: no OAuth logic, limits, crypto or ORM. What the vault
+# costs beyond it is its own code, not the database work every read must do.
+_BARE_SQL_WSGI = (
+    _BARE_WSGI
+    + """
+import hashlib
+import re
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from flask import request
+
+from vault.oauth.server import _BEARER_TOKEN_QUERY
+from vault.profile.operations import _PROFILE_QUERY
+
+with open(os.environ["VAULT_BENCH_CONFIG"]) as handle:
+    CONFIG = json.load(handle)
+ENGINE = sa.create_engine(
+    CONFIG["SQLALCHEMY_DATABASE_URI"], **CONFIG.get("SQLALCHEMY_ENGINE_OPTIONS", {})
+)
+MARK = "?" if ENGINE.dialect.name == "sqlite" else "%s"
+
+
+def _sql(statement):
+    # psycopg takes positional %s as well as named %(name)s; each statement has one value.
+    return re.sub(r"%\\((\\w+)\\)s", "%s", str(statement.compile(dialect=ENGINE.dialect)))
+
+
+TOKEN_SQL = _sql(_BEARER_TOKEN_QUERY)
+PROFILE_SQL = _sql(_PROFILE_QUERY)
+INSERT_SQL = (
+    "INSERT INTO access_events (user_id, grant_id, vendor_id, client_id, claims, endpoint, at) "
+    f"VALUES ({', '.join([MARK] * 7)})"
+)
+CLAIMS = json.dumps(sorted(name for name in BODY if name != "sub"))
+_connection = []
+
+
+def _dbapi():
+    if not _connection:  # one per worker, opened after gunicorn forked it
+        raw = ENGINE.raw_connection()
+        if ENGINE.dialect.name == "sqlite":
+            for pragma in ("foreign_keys=ON", "busy_timeout=10000", "synchronous=NORMAL"):
+                raw.cursor().execute(f"PRAGMA {pragma}")
+        _connection.append(raw)
+    return _connection[0]
+
+
+@app.get("/api/v1/profile-sql")
+def profile_sql():
+    digest = hashlib.sha256(request.headers["Authorization"][7:].encode()).hexdigest()
+    connection = _dbapi()
+    cursor = connection.cursor()
+    cursor.execute(TOKEN_SQL, (digest,))
+    client_id, user_id, grant_id, *_, vendor_id = cursor.fetchone()[:8]
+    cursor.execute(PROFILE_SQL, (user_id,))
+    cursor.fetchall()
+    at = datetime.now(UTC).isoformat() if MARK == "?" else datetime.now(UTC)
+    cursor.execute(
+        INSERT_SQL, (user_id, grant_id, vendor_id, client_id, CLAIMS, "bench", at)
+    )
+    connection.commit()
+    cursor.close()
+    return jsonify(BODY)
+"""
+)
+
+
 @dataclass
 class ApiRates:
     api: Rate
     api_errors: int
     bare: Rate
     bare_errors: int
+    bare_sql: Rate
+    bare_sql_errors: int
     token: Rate
     token_grant: str
     body_bytes: int
@@ -329,6 +402,24 @@ def _refreshes(port: int, authorization: str, refresh_token: str, seconds: float
     return run_for(seconds, refresh)
 
 
+def _check_logged(config: dict[str, Any], answered: int) -> None:
+    """The SQL baseline really wrote its access-log rows (at least one per 200 counted)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        config["SQLALCHEMY_DATABASE_URI"], **config.get("SQLALCHEMY_ENGINE_OPTIONS", {})
+    )
+    try:
+        with engine.connect() as connection:
+            logged = connection.scalar(
+                sa.text("SELECT count(*) FROM access_events WHERE endpoint = 'bench'")
+            )
+    finally:
+        engine.dispose()
+    if (logged or 0) < answered:
+        raise RuntimeError(f"SQL baseline logged {logged} reads for {answered} answers")
+
+
 def measure(seconds: float, database_url: str | None = None) -> ApiRates:
     from vault.crypto.keyring import Keyring
 
@@ -340,6 +431,7 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
         (directory / "config.json").write_text(json.dumps(config))
         (directory / "vault_bench_wsgi.py").write_text(_VAULT_WSGI)
         (directory / "bare_bench_wsgi.py").write_text(_BARE_WSGI)
+        (directory / "bare_sql_bench_wsgi.py").write_text(_BARE_SQL_WSGI)
         env = {
             "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
             "VAULT_BENCH_CONFIG": str(directory / "config.json"),
@@ -360,11 +452,16 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
             token = _refreshes(port, authorization, tokens["refresh_token"], seconds)
         with _gunicorn(directory, "bare_bench_wsgi", env, "bare") as port:
             bare, bare_errors = _load(port, "/api/v1/profile", bearer, seconds)
+        with _gunicorn(directory, "bare_sql_bench_wsgi", env, "bare-sql") as port:
+            bare_sql, bare_sql_errors = _load(port, "/api/v1/profile-sql", bearer, seconds)
+        _check_logged(config, bare_sql.operations)
         return ApiRates(
             api,
             api_errors,
             bare,
             bare_errors,
+            bare_sql,
+            bare_sql_errors,
             token,
             "refresh_token",
             len(body),
