@@ -50,10 +50,13 @@ HASHED_FIELDS = (
     "notice_version",
     "prev_hash",
 )
-# The columns the database generates from the body, and the key each comes from: every
-# hashed field, and the body's seq as body_seq beside the real seq, the primary key
-# (SQLite cannot generate one), so that verify can compare the two.
-GENERATED_COLUMNS = {name: name for name in HASHED_FIELDS[1:]} | {"body_seq": "seq"}
+# The columns the database generates from the body, and the key each comes from: the
+# indexed fields, prev_hash, and the body's seq as body_seq beside the real seq, the
+# primary key (SQLite cannot generate one), so that verify can compare the two. The other
+# fields are read from the body when queried (consent.models.LedgerEvent).
+GENERATED_COLUMNS = {name: name for name in ("event_type", "subject", "vendor_id", "prev_hash")} | {
+    "body_seq": "seq"
+}
 SOURCES = ("ui", "api", "unsubscribe", "system")
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -74,10 +74,12 @@ def _cli_verify(app: Flask) -> tuple[int, dict[str, Any]]:
 
 
 def _rows(app: Flask) -> list[dict[str, Any]]:
-    """Every event's fields as the database generates them from its body, and its hash."""
-    table = LedgerEvent.__table__
+    """Every event's fields as the database reads them from its body (generated columns or
+    expressions over the body), and its hash."""
+    names = dict.fromkeys([*ledger.HASHED_FIELDS, "hash", "body", "body_seq"])
+    query = sa.select(*(getattr(LedgerEvent, name).label(name) for name in names))
     with app.app_context():
-        rows = db.session.execute(sa.select(table).order_by(table.c.seq)).mappings().all()
+        rows = db.session.execute(query.order_by(LedgerEvent.seq)).mappings().all()
         db.session.remove()
     return [dict(row) for row in rows]
 
