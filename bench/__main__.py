@@ -276,7 +276,7 @@ def _ledger_section(args: argparse.Namespace) -> None:
     print()
     print(
         "How to read: append = ledger.append (lock the head row, hash, insert, move the "
-        "head) + commit, against one DB-API INSERT + COMMIT; verify = ledger.verify "
+        "head) + commit, against one DB-API INSERT + COMMIT; verify = ledger_verify.verify "
         "(check the columns are generated, stream seq, hash and body, hash, check seq, "
         "links and head) against sha256().hexdigest() alone, one thread. On SQLite verify "
         "hashes in a second thread while SQLite joins the next batch, and splits a large "

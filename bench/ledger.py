@@ -4,7 +4,7 @@
   commit (what every consent change pays on top of its own writes), beside a raw
   single-row INSERT + COMMIT through the DB-API into a table with the same columns and
   indexes, in the same database; each side on one connection it holds throughout.
-* Verify: ``consent.ledger.verify`` over N events (1,000,000 by default), each time in a
+* Verify: ``consent.ledger_verify.verify`` over N events (1,000,000 by default), each time in a
   fresh process, as the CLI runs it: once on one connection alone and once as it runs by
   default (SQLite: forked worker processes, one per two CPUs; PostgreSQL: one connection
   more than CPUs, the server hashing),
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from bench.profile_store import Target, _app, _migrate, _postgres_target, _sqlite_target
 from bench.timing import Rate, run_for
-from consent import ledger
+from consent import ledger, ledger_verify
 from vault.crypto.keyring import Keyring
 
 BATCH = 50_000
@@ -259,7 +259,7 @@ def _verify_child() -> None:
 
     with app.app_context():
         begin = time.perf_counter()
-        result = ledger.verify(db.session, workers=settings["workers"])
+        result = ledger_verify.verify(db.session, workers=settings["workers"])
         elapsed = time.perf_counter() - begin
         db.session.remove()
         db.engine.dispose()
@@ -282,7 +282,11 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
             _progress(f"generating {events:,} chained ledger events")
             hashing, size, generate_seconds = _generate(app, events)
             dialect = "postgresql" if database_url else "sqlite"
-            workers = ledger.default_workers(dialect) if events >= ledger.PARALLEL_MIN else 1
+            workers = (
+                ledger_verify.default_workers(dialect)
+                if events >= ledger_verify.PARALLEL_MIN
+                else 1
+            )
             workers_are = {
                 ("postgresql", True): "connection",
                 ("postgresql", False): "connections",

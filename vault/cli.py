@@ -197,12 +197,12 @@ def verify_ledger() -> None:
 
     Prints the head (seq and hash) and exits 0, or names the first broken event and
     exits 1. The progress bar goes to stderr, so stdout stays JSON."""
-    from consent import ledger
+    from consent import ledger, ledger_verify
     from vault.extensions import db
 
     total = ledger.count_events(db.session)
     with click.progressbar(length=total, label="verifying ledger", file=sys.stderr) as bar:
-        result = ledger.verify(db.session, on_progress=bar.update)
+        result = ledger_verify.verify(db.session, on_progress=bar.update)
     db.session.rollback()
     if result.ok:
         click.echo(

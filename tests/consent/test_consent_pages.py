@@ -16,7 +16,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
 
-from consent import ledger
+from consent import ledger_verify
 from consent.models import (
     ChannelSetting,
     ConsentPreferences,
@@ -342,7 +342,7 @@ def test_declining_a_request_changes_no_consent(app, logged_in, world):
             "topics": ["newsletter"],
             "channels": ["email", "push"],
         }
-        assert ledger.verify(db.session).ok
+        assert ledger_verify.verify(db.session).ok
 
 
 def test_a_request_for_another_business_topic_is_refused(app, logged_in, world):

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.schema import CreateColumn
 
-from consent import ledger
+from consent import ledger, ledger_verify
 from consent.models import LedgerEvent
 from vault import create_app
 from vault.extensions import db
@@ -57,10 +57,10 @@ def _fill(app: Flask, count: int = EVENTS) -> list[ledger.Appended]:
         return appended
 
 
-def _verify(app: Flask) -> ledger.Verification:
+def _verify(app: Flask) -> ledger_verify.Verification:
     with app.app_context():
         try:
-            return ledger.verify(db.session)
+            return ledger_verify.verify(db.session)
         finally:
             db.session.remove()
 
@@ -259,7 +259,7 @@ def test_changing_one_byte_of_a_stored_column_names_that_event(
         assert _verify(app).ok
 
 
-@pytest.mark.parametrize("column", list(ledger.GENERATED_COLUMNS))
+@pytest.mark.parametrize("column", list(ledger_verify.GENERATED_COLUMNS))
 def test_the_database_refuses_to_update_a_generated_column(
     app: Flask, tamper: sa.Engine, column: str
 ) -> None:
@@ -397,14 +397,14 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of 4 events and ranges for workers from 1 event on, so that a few events
     cross batch and range boundaries (forked SQLite workers inherit the patched module)."""
-    monkeypatch.setattr(ledger, "BATCH", {"sqlite": 4, "postgresql": 4})
-    monkeypatch.setattr(ledger, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(ledger_verify, "BATCH", {"sqlite": 4, "postgresql": 4})
+    monkeypatch.setattr(ledger_verify, "PARALLEL_MIN", 1)
 
 
-def _verify_with(app: Flask, workers: int) -> ledger.Verification:
+def _verify_with(app: Flask, workers: int) -> ledger_verify.Verification:
     with app.app_context():
         try:
-            return ledger.verify(db.session, workers=workers)
+            return ledger_verify.verify(db.session, workers=workers)
         finally:
             db.session.remove()
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from consent import ledger
+from consent import ledger, ledger_verify
 from consent.models import LedgerEvent
 from vault.extensions import db
 
@@ -99,7 +99,7 @@ def test_upgrade_keeps_every_event_and_downgrade_gives_the_columns_back(app: Fla
         at_head = [
             dict(row) for row in db.session.execute(query.order_by(LedgerEvent.seq)).mappings()
         ]
-        result = ledger.verify(db.session)
+        result = ledger_verify.verify(db.session)
         db.session.remove()
     assert at_head == events
     assert result.ok and (result.count, result.head_hash) == (5, events[-1]["hash"])
