@@ -139,7 +139,9 @@ def profile_sql():
     client_id, user_id, grant_id, *_, vendor_id = cursor.fetchone()[:8]
     cursor.execute(PROFILE_SQL, (user_id,))
     cursor.fetchall()
-    at = datetime.now(UTC).isoformat() if MARK == "?" else datetime.now(UTC)
+    # SQLite stores the time as text; PostgreSQL takes the datetime.
+    at = datetime.now(UTC)
+    at = at.isoformat() if ENGINE.dialect.name == "sqlite" else at
     cursor.execute(
         INSERT_SQL, (user_id, grant_id, vendor_id, client_id, CLAIMS, "bench", at)
     )

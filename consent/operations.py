@@ -405,11 +405,10 @@ def answer_request(
     else:
         # Nothing changes, but the answer is the customer's: the ledger keeps it, so the
         # business can later be shown to have been told no (and when).
-        names = [
-            topic.name if topic is not None else topic_id
-            for topic_id in request.topics
-            for topic in [session.get(ContactTopic, topic_id)]
-        ]
+        names = []
+        for topic_id in request.topics:
+            topic = session.get(ContactTopic, topic_id)
+            names.append(topic.name if topic is not None else topic_id)
         ledger.append(
             session,
             event_type="consent_request_declined",

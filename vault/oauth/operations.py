@@ -72,20 +72,12 @@ def remember_subject(session: Session, keys: KeyProvider, vendor_id: str, user_i
     """Keep the customer's pairwise ``sub`` for the vendor (once; a concurrent first grant
     of the same pair is no error) and return it."""
     sub = pairwise_sub(keys, vendor_id, user_id)
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        insert_one = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(
-            PairwiseSubject
-        ).on_conflict_do_nothing()
-    else:
-        known = select(PairwiseSubject.sub).where(
-            PairwiseSubject.vendor_id == vendor_id, PairwiseSubject.sub == sub
-        )
-        if session.scalar(known) is not None:
-            return sub
-        insert_one = insert(PairwiseSubject)
+    dialect = session.get_bind().dialect.name  # the vault runs on SQLite or PostgreSQL
+    upsert = sqlite.insert if dialect == "sqlite" else postgresql.insert
     session.execute(
-        insert_one.values(vendor_id=vendor_id, sub=sub, user_id=user_id, created_at=utcnow())
+        upsert(PairwiseSubject)
+        .values(vendor_id=vendor_id, sub=sub, user_id=user_id, created_at=utcnow())
+        .on_conflict_do_nothing()
     )
     return sub
 
