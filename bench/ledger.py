@@ -6,7 +6,7 @@
   indexes, in the same database; each side on one connection it holds throughout.
 * Verify: ``consent.ledger_verify.verify`` over N events (1,000,000 by default), each time in a
   fresh process, as the CLI runs it: once on one connection alone and once as it runs by
-  default (SQLite: forked worker processes, one per two CPUs; PostgreSQL: one connection
+  default (SQLite: forked worker processes, one per CPU; PostgreSQL: one connection
   more than CPUs, the server hashing),
   each beside bare single-threaded ``hashlib.sha256(...).hexdigest()`` over exactly the
   same canonical bytes (the bytes stored in each event's ``body``). The events are
@@ -56,6 +56,7 @@ class LedgerResult:
     workers: int
     workers_are: str  # "process(es)" (SQLite) or "connection(s)" (PostgreSQL)
     verify_one_process: Rate
+    verify_independent: Rate  # every body read, parsed and hashed in Python, one connection
     hashlib: Rate
     generate_seconds: float
 
@@ -229,14 +230,21 @@ def _generate(app: Flask, events: int) -> tuple[Rate, int, float]:
     return Rate(events, hashing_seconds), total_bytes, time.perf_counter() - started
 
 
-def _measure_verify(target: Target, events: int, workers: int | None) -> Rate:
+def _measure_verify(
+    target: Target, events: int, workers: int | None, *, independent: bool = False
+) -> Rate:
     """verify in a fresh Python process, as `vault ledger verify` runs: a second verify in
     the same process ran up to a third faster (its threads overlapped better once warm),
     which flattered whichever figure came second. Only verify itself is timed."""
     child = subprocess.run(
         [sys.executable, "-c", "from bench.ledger import _verify_child; _verify_child()"],
         input=json.dumps(
-            {"url": target.url, "engine_options": target.engine_options, "workers": workers}
+            {
+                "url": target.url,
+                "engine_options": target.engine_options,
+                "workers": workers,
+                "independent": independent,
+            }
         ),
         capture_output=True,
         text=True,
@@ -257,9 +265,12 @@ def _verify_child() -> None:
     app = _app(target, Keyring.generate().dumps())
     from vault.extensions import db
 
+    ledger_verify.keep_freed_memory()  # as `vault ledger verify` does
     with app.app_context():
         begin = time.perf_counter()
-        result = ledger_verify.verify(db.session, workers=settings["workers"])
+        result = ledger_verify.verify(
+            db.session, workers=settings["workers"], independent=settings["independent"]
+        )
         elapsed = time.perf_counter() - begin
         db.session.remove()
         db.engine.dispose()
@@ -297,6 +308,8 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
             verify_one_process = _measure_verify(target, events, 1)
             _progress(f"verifying {events:,} ledger events as by default: {workers} {workers_are}")
             verify = _measure_verify(target, events, None)
+            _progress(f"verifying {events:,} ledger events independently (all in Python)")
+            verify_independent = _measure_verify(target, events, 1, independent=True)
         finally:
             from vault.extensions import db
 
@@ -313,6 +326,7 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
         workers,
         workers_are,
         verify_one_process,
+        verify_independent,
         hashing,
         generate_seconds,
     )

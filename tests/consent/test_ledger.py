@@ -390,6 +390,111 @@ def test_a_fork_cannot_be_stored(app: Flask, database: TestDatabase) -> None:
     assert _verify(app).ok
 
 
+def _rewrite_stored_prev_hash(
+    database: TestDatabase, engine: sa.Engine, seq: int, value: str
+) -> None:
+    """Rewrite the prev_hash the database stores for ``seq`` without touching its body, as
+    someone with the database file (SQLite: PRAGMA writable_schema) or a superuser's
+    catalog access (PostgreSQL: pg_attribute) can: make the generated column a plain one
+    for a moment, write it, and make it generated again. No UPDATE could do it."""
+    with engine.begin() as conn:
+        if database.backend == "postgresql":
+            flip = (
+                "UPDATE pg_attribute SET attgenerated = :flag "
+                "WHERE attrelid = 'ledger_events'::regclass AND attname = 'prev_hash'"
+            )
+            conn.execute(sa.text(flip), {"flag": ""})
+            conn.execute(
+                sa.text("UPDATE ledger_events SET prev_hash = :value WHERE seq = :seq"),
+                {"value": value, "seq": seq},
+            )
+            conn.execute(sa.text(flip), {"flag": "s"})
+            return
+        generated = (
+            "prev_hash VARCHAR(64) NOT NULL "
+            "GENERATED ALWAYS AS (json_extract(body, '$.prev_hash')) STORED"
+        )
+        original = conn.execute(
+            sa.text("SELECT sql FROM sqlite_schema WHERE name = 'ledger_events'")
+        ).scalar_one()
+        assert generated in original
+        plain = original.replace(generated, "prev_hash VARCHAR(64) NOT NULL")
+    for schema_text in (plain, original):
+        # Each step on a fresh connection: SQLite reads the schema text when it opens one.
+        engine.dispose()
+        with engine.begin() as conn:
+            if schema_text is original:
+                conn.execute(
+                    sa.text("UPDATE ledger_events SET prev_hash = :value WHERE seq = :seq"),
+                    {"value": value, "seq": seq},
+                )
+            conn.exec_driver_sql("PRAGMA writable_schema = ON")
+            conn.execute(
+                sa.text("UPDATE sqlite_schema SET sql = :sql WHERE name = 'ledger_events'"),
+                {"sql": schema_text},
+            )
+            conn.exec_driver_sql("PRAGMA writable_schema = OFF")
+    engine.dispose()
+
+
+def test_a_forged_event_with_a_rewritten_stored_link_is_named(
+    app: Flask, database: TestDatabase
+) -> None:
+    """The forger changes event 3 (and recomputes its hash), then makes event 4's stored
+    prev_hash name the new hash without changing event 4's body -- so that every later
+    hash, and every receipt that carries one, stays as it was. Event 4's body still names
+    the old hash: verify reads the link from the body (SQLite checks the stored column
+    against it; an independent verify reads nothing else) and names event 4."""
+    appended = _fill(app)
+    engine = database.engine()
+    try:
+        with engine.begin() as conn:
+            body = conn.execute(
+                sa.text("SELECT body FROM ledger_events WHERE seq = 3")
+            ).scalar_one()
+            forged = json.loads(body) | {"subject": "someone-else"}
+            forged_hash = ledger.event_hash(forged)
+            conn.execute(
+                sa.text("UPDATE ledger_events SET body = :body, hash = :hash WHERE seq = 3"),
+                {"body": ledger.canonical_bytes(forged).decode(), "hash": forged_hash},
+            )
+        _rewrite_stored_prev_hash(database, engine, 4, forged_hash)
+        with engine.connect() as conn:
+            stored = conn.execute(
+                sa.text("SELECT prev_hash, hash FROM ledger_events WHERE seq = 4")
+            ).one()
+        assert stored == (forged_hash, appended[3].hash)  # the link rewritten, the body not
+
+        with app.app_context():
+            try:
+                independent = ledger_verify.verify(db.session, independent=True)
+            finally:
+                db.session.remove()
+        assert not independent.ok
+        assert independent.broken_seq == 4 and independent.count == 3
+        assert "prev_hash" in (independent.problem or "")
+        result = app.test_cli_runner().invoke(args=["ledger", "verify", "--independent"])
+        assert result.exit_code == 1
+        assert json.loads(result.stdout.strip().splitlines()[-1])["broken_seq"] == 4
+        if database.backend == "sqlite":
+            _expect_broken(app, 4, "prev_hash")
+        # (PostgreSQL's default verify lets the server hash and trusts its catalog: see
+        # consent.ledger_verify.verify.)
+    finally:
+        engine.dispose()
+
+
+def test_an_independent_verify_passes_an_intact_ledger(app: Flask) -> None:
+    appended = _fill(app, 7)
+    with app.app_context():
+        try:
+            result = ledger_verify.verify(db.session, independent=True)
+        finally:
+            db.session.remove()
+    assert result.ok and result.count == 7
+    assert (result.head_seq, result.head_hash) == (7, appended[-1].hash)
+
+
 # --- verification in batches and ranges ------------------------------------------------------
 
 
