@@ -595,3 +595,51 @@ def verify(
             "ledger head does not match the last event (events deleted?)",
         )
     return result
+
+
+# --- anchors: heads recorded earlier, outside the vault ----------------------------------
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An event's seq and hash as recorded earlier (a head printed by verify, a receipt's
+    ledger seq and hash): the chain alone cannot show that someone rewrote it from some
+    event to the head, hashes and all; an anchor kept outside the vault can."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``SEQ:HASH``, e.g. ``1042:9f86d0...`` (64 lowercase hex digits)."""
+        seq_text, colon, digest = text.strip().partition(":")
+        if not colon or not seq_text.isdigit() or int(seq_text) < 1:
+            raise ValueError(f"{text!r}: expected SEQ:HASH with a seq of 1 or more")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"{text!r}: the hash must be 64 lowercase hex digits")
+        return cls(int(seq_text), digest)
+
+
+def check_anchors(session: Session, verified: Verification, anchors: list[Anchor]) -> Verification:
+    """After a chain verified, confirm that each anchor's event still has the hash it had
+    when the anchor was taken. As every event's hash covers the one before, a matching
+    anchor vouches for every event up to it; a differing one means events up to it were
+    rewritten since (which one first, only the old ledger could say). The earliest
+    differing anchor is named."""
+    if not verified.ok:
+        return verified
+    for anchor in sorted(anchors, key=lambda anchor: anchor.seq):
+        if anchor.seq > verified.head_seq:
+            return Verification(
+                False, verified.count, verified.head_seq, verified.head_hash, anchor.seq,
+                f"anchor {anchor.seq}: the ledger ends at {verified.head_seq} "
+                "(events deleted since the anchor was taken?)",
+            )  # fmt: skip
+        stored = session.scalar(select(LedgerEvent.hash).where(LedgerEvent.seq == anchor.seq))
+        if stored != anchor.hash:
+            return Verification(
+                False, verified.count, verified.head_seq, verified.head_hash, anchor.seq,
+                f"anchor {anchor.seq}: the ledger holds hash {stored}, not {anchor.hash}: "
+                f"events up to {anchor.seq} were rewritten since the anchor was taken",
+            )  # fmt: skip
+    return verified

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
 from vault.accounts.models import Role
+
+if TYPE_CHECKING:
+    from consent.ledger_verify import Anchor
 
 
 def main() -> None:
@@ -190,6 +194,17 @@ def ledger_group() -> None:
     pass
 
 
+def _parse_anchors(
+    context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
+) -> list[Anchor]:
+    from consent.ledger_verify import Anchor
+
+    try:
+        return [Anchor.parse(value) for value in values]
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @ledger_group.command("verify")
 @click.option(
     "--independent",
@@ -197,12 +212,22 @@ def ledger_group() -> None:
     help="Read, parse and hash every event here, trusting nothing the database computes "
     "(PostgreSQL otherwise hashes in the server). About ten times slower.",
 )
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    metavar="SEQ:HASH",
+    callback=_parse_anchors,
+    help="An event's seq and hash recorded earlier (a head this command printed, a "
+    "receipt's ledger seq and hash), which must still be in the ledger; repeatable.",
+)
 @with_appcontext
-def verify_ledger(independent: bool) -> None:
+def verify_ledger(independent: bool, anchors: list[Anchor]) -> None:
     """Recompute every event's hash and link from the first to the head.
 
     Prints the head (seq and hash) and exits 0, or names the first broken event and
-    exits 1. The progress bar goes to stderr, so stdout stays JSON."""
+    exits 1. Anchors kept outside the vault also catch a chain rewritten, hashes and all,
+    from some event on. The progress bar goes to stderr, so stdout stays JSON."""
     from consent import ledger, ledger_verify
     from vault.extensions import db
 
@@ -210,18 +235,18 @@ def verify_ledger(independent: bool) -> None:
     total = ledger.count_events(db.session)
     with click.progressbar(length=total, label="verifying ledger", file=sys.stderr) as bar:
         result = ledger_verify.verify(db.session, on_progress=bar.update, independent=independent)
+    result = ledger_verify.check_anchors(db.session, result, anchors)
     db.session.rollback()
     if result.ok:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": True,
-                    "head_seq": result.head_seq,
-                    "head_hash": result.head_hash,
-                    "count": result.count,
-                }
-            )
-        )
+        verdict = {
+            "ok": True,
+            "head_seq": result.head_seq,
+            "head_hash": result.head_hash,
+            "count": result.count,
+        }
+        if anchors:
+            verdict["anchors_checked"] = len(anchors)
+        click.echo(json.dumps(verdict))
         return
     click.echo(
         json.dumps({"ok": False, "broken_seq": result.broken_seq, "problem": result.problem})

@@ -495,6 +495,93 @@ def test_an_independent_verify_passes_an_intact_ledger(app: Flask) -> None:
     assert (result.head_seq, result.head_hash) == (7, appended[-1].hash)
 
 
+# --- anchors ---------------------------------------------------------------------------------
+
+
+def _rewrite_from(engine: sa.Engine, first: int) -> str:
+    """Rewrite events from ``first`` to the head, hashes and all, as anyone who can write to
+    the database could: another subject in event ``first``, then every later body's
+    prev_hash, every hash and the head recomputed. Returns the new head hash."""
+    with engine.begin() as conn:
+        prev = (
+            conn.execute(
+                sa.text("SELECT hash FROM ledger_events WHERE seq = :seq"), {"seq": first - 1}
+            ).scalar_one_or_none()
+            or ledger.GENESIS
+        )
+        rows = conn.execute(
+            sa.text("SELECT seq, body FROM ledger_events WHERE seq >= :seq ORDER BY seq"),
+            {"seq": first},
+        ).all()
+        for seq, body in rows:
+            fields = json.loads(body) | {"prev_hash": prev}
+            if seq == first:
+                fields["subject"] = "someone-else"
+            prev = ledger.event_hash(fields)
+            conn.execute(
+                sa.text("UPDATE ledger_events SET body = :body, hash = :hash WHERE seq = :seq"),
+                {"body": ledger.canonical_bytes(fields).decode(), "hash": prev, "seq": seq},
+            )
+        conn.execute(sa.text("UPDATE ledger_head SET hash = :hash WHERE id = 1"), {"hash": prev})
+    return prev
+
+
+def _cli_verify_with(app: Flask, *arguments: str) -> tuple[int, str]:
+    result = app.test_cli_runner().invoke(args=["ledger", "verify", *arguments])
+    return result.exit_code, result.output
+
+
+def test_an_anchor_catches_a_chain_rewritten_to_the_head(app: Flask, tamper: sa.Engine) -> None:
+    """A rewrite from event 3 to the head leaves a chain that verifies on its own; the head
+    recorded before (as verify prints it) no longer matches, an anchor before the rewrite
+    still does."""
+    code, output = _cli_verify(app)
+    assert code == 0
+    old_head = f"{output['head_seq']}:{output['head_hash']}"
+    with tamper.connect() as conn:
+        second = conn.execute(sa.text("SELECT hash FROM ledger_events WHERE seq = 2")).scalar_one()
+
+    new_head = _rewrite_from(tamper, 3)
+    assert new_head != output["head_hash"]
+    assert _cli_verify(app)[0] == 0  # the chain alone cannot tell
+
+    code, text = _cli_verify_with(app, "--anchor", f"2:{second}", "--anchor", old_head)
+    assert code == 1
+    verdict = json.loads(text.strip().splitlines()[-1])
+    assert verdict["ok"] is False and verdict["broken_seq"] == 5
+    assert "rewritten" in verdict["problem"] and new_head in verdict["problem"]
+
+    code, text = _cli_verify_with(app, "--anchor", f"2:{second}")
+    assert code == 0
+    assert json.loads(text.strip().splitlines()[-1])["anchors_checked"] == 1
+
+
+def test_an_anchor_beyond_the_head_fails(app: Flask) -> None:
+    _fill(app)
+    code, text = _cli_verify_with(app, "--anchor", f"9:{'a' * 64}")
+    assert code == 1
+    verdict = json.loads(text.strip().splitlines()[-1])
+    assert verdict["broken_seq"] == 9 and "ends at 5" in verdict["problem"]
+
+
+@pytest.mark.parametrize(
+    ("anchor", "words"),
+    [
+        ("5", "SEQ:HASH"),
+        ("0:" + "a" * 64, "SEQ:HASH"),
+        ("x:" + "a" * 64, "SEQ:HASH"),
+        ("5:" + "A" * 64, "64 lowercase hex"),
+        ("5:abc", "64 lowercase hex"),
+    ],
+)
+def test_a_malformed_anchor_is_refused_with_a_message(app: Flask, anchor: str, words: str) -> None:
+    _fill(app)
+    code, text = _cli_verify_with(app, "--anchor", anchor)
+    assert code == 2  # click's usage error: nothing was verified
+    assert "Invalid value for '--anchor'" in text and words in text
+    assert _verify(app).ok
+
+
 # --- verification in batches and ranges ------------------------------------------------------
 
 
