@@ -9,11 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.models import ConsentReceipt
 from vault.crypto.keyring import KeyProvider
 from vault.models import new_id
+from vault.oauth.models import SigningKey
 from vault.oauth.signing import ALGORITHM, current_signing_key
 
 EXTENSION_KEY = "cmrVault"
@@ -163,3 +167,23 @@ def issue(
     )
     session.add(receipt)
     return receipt
+
+
+def signed_ledger_events(session: Session, token: str) -> list[ReceiptEvent]:
+    """The ledger events a receipt names, once its signature checks out against one of the
+    vault's signing keys (retired ones too: a receipt stays valid after a key rotation).
+    A receipt kept by the customer is an anchor outside the vault: the ledger must still
+    hold those events with those hashes. ValueError says what is wrong with the receipt."""
+    keys = KeySet.import_key_set(
+        {"keys": [dict(public) for public in session.scalars(select(SigningKey.public_jwk))]}
+    )
+    try:
+        verified = jws.deserialize_compact(token.strip(), keys, algorithms=[ALGORITHM])
+        payload = json.loads(verified.payload)
+    except (JoseError, ValueError) as error:
+        raise ValueError(f"not a receipt signed by this vault ({error})") from None
+    events = payload.get(EXTENSION_KEY, {}).get("ledger") if isinstance(payload, dict) else None
+    try:
+        return [ReceiptEvent(int(e["seq"]), str(e["hash"]), str(e["eventType"])) for e in events]
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"the receipt names no ledger events under {EXTENSION_KEY}") from None

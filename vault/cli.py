@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import click
 from flask import Flask
@@ -205,6 +205,21 @@ def _parse_anchors(
         raise click.BadParameter(str(error)) from None
 
 
+def _receipt_anchors(receipts: tuple[IO[str], ...]) -> list[Anchor]:
+    from consent.ledger_verify import Anchor
+    from consent.receipts import signed_ledger_events
+    from vault.extensions import db
+
+    anchors = []
+    for receipt in receipts:
+        try:
+            events = signed_ledger_events(db.session, receipt.read())
+            anchors += [Anchor.parse(f"{event.seq}:{event.hash}") for event in events]
+        except ValueError as error:
+            raise click.BadParameter(f"{receipt.name}: {error}", param_hint="--receipt") from None
+    return anchors
+
+
 @ledger_group.command("verify")
 @click.option(
     "--independent",
@@ -221,8 +236,16 @@ def _parse_anchors(
     help="An event's seq and hash recorded earlier (a head this command printed, a "
     "receipt's ledger seq and hash), which must still be in the ledger; repeatable.",
 )
+@click.option(
+    "--receipt",
+    "receipts",
+    multiple=True,
+    type=click.File("r"),
+    help="A consent receipt (JWS) this vault signed: the ledger events it names are "
+    "anchors too; repeatable.",
+)
 @with_appcontext
-def verify_ledger(independent: bool, anchors: list[Anchor]) -> None:
+def verify_ledger(independent: bool, anchors: list[Anchor], receipts: tuple[IO[str], ...]) -> None:
     """Recompute every event's hash and link from the first to the head.
 
     Prints the head (seq and hash) and exits 0, or names the first broken event and
@@ -231,6 +254,7 @@ def verify_ledger(independent: bool, anchors: list[Anchor]) -> None:
     from consent import ledger, ledger_verify
     from vault.extensions import db
 
+    anchors = [*anchors, *_receipt_anchors(receipts)]
     ledger_verify.keep_freed_memory()  # this process ends with the verification
     total = ledger.count_events(db.session)
     with click.progressbar(length=total, label="verifying ledger", file=sys.stderr) as bar:

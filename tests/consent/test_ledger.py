@@ -24,6 +24,7 @@ from sqlalchemy.schema import CreateColumn
 
 from consent import ledger, ledger_verify
 from consent.models import LedgerEvent
+from tests.consent.tampering import rewrite_from
 from vault import create_app
 from vault.extensions import db
 
@@ -498,34 +499,6 @@ def test_an_independent_verify_passes_an_intact_ledger(app: Flask) -> None:
 # --- anchors ---------------------------------------------------------------------------------
 
 
-def _rewrite_from(engine: sa.Engine, first: int) -> str:
-    """Rewrite events from ``first`` to the head, hashes and all, as anyone who can write to
-    the database could: another subject in event ``first``, then every later body's
-    prev_hash, every hash and the head recomputed. Returns the new head hash."""
-    with engine.begin() as conn:
-        prev = (
-            conn.execute(
-                sa.text("SELECT hash FROM ledger_events WHERE seq = :seq"), {"seq": first - 1}
-            ).scalar_one_or_none()
-            or ledger.GENESIS
-        )
-        rows = conn.execute(
-            sa.text("SELECT seq, body FROM ledger_events WHERE seq >= :seq ORDER BY seq"),
-            {"seq": first},
-        ).all()
-        for seq, body in rows:
-            fields = json.loads(body) | {"prev_hash": prev}
-            if seq == first:
-                fields["subject"] = "someone-else"
-            prev = ledger.event_hash(fields)
-            conn.execute(
-                sa.text("UPDATE ledger_events SET body = :body, hash = :hash WHERE seq = :seq"),
-                {"body": ledger.canonical_bytes(fields).decode(), "hash": prev, "seq": seq},
-            )
-        conn.execute(sa.text("UPDATE ledger_head SET hash = :hash WHERE id = 1"), {"hash": prev})
-    return prev
-
-
 def _cli_verify_with(app: Flask, *arguments: str) -> tuple[int, str]:
     result = app.test_cli_runner().invoke(args=["ledger", "verify", *arguments])
     return result.exit_code, result.output
@@ -541,7 +514,7 @@ def test_an_anchor_catches_a_chain_rewritten_to_the_head(app: Flask, tamper: sa.
     with tamper.connect() as conn:
         second = conn.execute(sa.text("SELECT hash FROM ledger_events WHERE seq = 2")).scalar_one()
 
-    new_head = _rewrite_from(tamper, 3)
+    new_head = rewrite_from(tamper, 3)
     assert new_head != output["head_hash"]
     assert _cli_verify(app)[0] == 0  # the chain alone cannot tell
 

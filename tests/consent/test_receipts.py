@@ -7,7 +7,8 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
@@ -19,10 +20,14 @@ from consent.engine import State
 from consent.models import ConsentReceipt, LedgerEvent
 from consent.operations import ConsentChanges, TopicChoice, save_consents, subject_of
 from tests import factories
+from tests.consent.tampering import rewrite_from
 from vault.extensions import db
 from vault.oauth.signing import rotate_signing_keys
 from vault.services import keys
 from vault.vendors.operations import create_vendor, declare_topic
+
+if TYPE_CHECKING:
+    from tests.conftest import TestDatabase
 
 KANTARA_FIELDS = {
     "version",
@@ -242,3 +247,64 @@ def test_receipts_still_verify_after_the_signing_key_rotates(app: Flask, issued:
 def test_the_extension_names_the_topic(app: Flask, issued: Issued) -> None:
     (change,) = verify(issued.token, served_jwks(app))["cmrVault"]["changes"]
     assert change["topic"] == "news"
+
+
+# --- a receipt as an anchor of the ledger -----------------------------------------------------
+
+
+def _verify_with_receipt(app: Flask, path: Path) -> tuple[int, str]:
+    result = app.test_cli_runner().invoke(args=["ledger", "verify", "--receipt", str(path)])
+    return result.exit_code, result.output
+
+
+def test_a_receipt_anchors_the_ledger_events_it_names(
+    app: Flask, issued: Issued, database: TestDatabase, tmp_path: Path
+) -> None:
+    """The customer's receipt names the ledger event of its change (seq and hash): after
+    the ledger is rewritten from that event on, hashes, links and head and all, the chain
+    verifies on its own, but not against the receipt."""
+    receipt = tmp_path / "receipt.jws"
+    receipt.write_text(issued.token)
+    code, output = _verify_with_receipt(app, receipt)
+    assert code == 0
+    assert json.loads(output.strip().splitlines()[-1])["anchors_checked"] == 1
+
+    engine = database.engine()
+    try:
+        rewrite_from(engine, issued.ledger_seq)
+    finally:
+        engine.dispose()
+    assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
+    code, output = _verify_with_receipt(app, receipt)
+    assert code == 1
+    verdict = json.loads(output.strip().splitlines()[-1])
+    assert verdict["broken_seq"] == issued.ledger_seq and "rewritten" in verdict["problem"]
+
+
+def test_a_receipt_signed_before_a_key_rotation_still_anchors(
+    app: Flask, issued: Issued, tmp_path: Path
+) -> None:
+    with app.app_context():
+        rotate_signing_keys(db.session, keys(), timedelta(days=0))  # no longer published
+        db.session.commit()
+    receipt = tmp_path / "receipt.jws"
+    receipt.write_text(issued.token)
+    assert _verify_with_receipt(app, receipt)[0] == 0
+
+
+@pytest.mark.parametrize("damage", ["payload", "not a jws"])
+def test_a_receipt_the_vault_did_not_sign_is_refused(
+    app: Flask, issued: Issued, tmp_path: Path, damage: str
+) -> None:
+    header, payload, signature = issued.token.split(".")
+    if damage == "payload":
+        claims = json.loads(unb64url(payload))
+        claims["cmrVault"]["ledger"][0]["hash"] = "0" * 64
+        token = ".".join([header, b64url(json.dumps(claims).encode()), signature])
+    else:
+        token = "hello"
+    receipt = tmp_path / "forged.jws"
+    receipt.write_text(token)
+    code, output = _verify_with_receipt(app, receipt)
+    assert code == 2
+    assert "forged.jws: not a receipt signed by this vault" in output
