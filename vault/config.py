@@ -113,6 +113,8 @@ def build_config(
         "VAULT_CLIENT_TOKEN_LIFETIME": env.integer("VAULT_CLIENT_TOKEN_LIFETIME", 3600),
         "VAULT_REFRESH_TOKEN_LIFETIME": env.integer("VAULT_REFRESH_TOKEN_LIFETIME", 30 * 86400),
         "VAULT_CODE_LIFETIME": env.integer("VAULT_CODE_LIFETIME", 120),
+        # How recent a log-in meets prompt=login and max_age=0 (the one the flow asked for).
+        "VAULT_FRESH_LOGIN_SECONDS": env.integer("VAULT_FRESH_LOGIN_SECONDS", 60),
         "VAULT_ID_TOKEN_LIFETIME": env.integer("VAULT_ID_TOKEN_LIFETIME", 900),
         "VAULT_TOKEN_RATE_LIMIT": env.get("VAULT_TOKEN_RATE_LIMIT", "120 per minute"),
         "VAULT_API_RATE_LIMIT": env.get("VAULT_API_RATE_LIMIT", "1200 per minute"),

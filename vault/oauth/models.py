@@ -26,6 +26,16 @@ def grant_ended(revoked_at: datetime | None, expires_at: datetime | None, now: d
     return revoked_at is not None or (expires_at is not None and expires_at <= now)
 
 
+def effective_scope(issued: str, granted: str | None) -> str:
+    """What a code or token may reveal when it is used: the scopes it was issued for, less
+    any the customer has since taken away from its grant (``granted`` is None for tokens
+    tied to no grant, such as client credentials)."""
+    if granted is None:
+        return issued
+    current = set(granted.split())
+    return " ".join(s for s in issued.split() if s in current)
+
+
 def token_refused(
     *,
     revoked_at: datetime | None,
@@ -179,12 +189,16 @@ class AuthorizationCode(Base, AuthorizationCodeMixin):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
+    grant: Mapped[Grant] = relationship()
+    client: Mapped[OAuthClient] = relationship()
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
 
     def get_scope(self) -> str:
-        return self.scope
+        """The scopes the token exchange issues: narrowed if the customer unticked some
+        while the code was waiting to be redeemed."""
+        return effective_scope(self.scope, self.grant.scope)
 
     def get_nonce(self) -> str | None:
         return self.nonce
@@ -233,7 +247,8 @@ class Token(Base, TokenMixin):
         return self.client_id == client.get_client_id()
 
     def get_scope(self) -> str:
-        return self.scope
+        """What this token (and a refresh of it) may still reveal: see ``effective_scope``."""
+        return effective_scope(self.scope, self.grant.scope if self.grant is not None else None)
 
     def get_expires_in(self) -> int:
         return self.expires_in

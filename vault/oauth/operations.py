@@ -7,13 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Column, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
-from vault.oauth.models import AccessEvent, Grant, OAuthClient, PairwiseSubject, Token
+from vault.oauth.models import (
+    AccessEvent,
+    AuthorizationCode,
+    Grant,
+    OAuthClient,
+    PairwiseSubject,
+    Token,
+)
 from vault.oauth.scopes import pairwise_sub
 
 DURATIONS: dict[str, timedelta | None] = {
@@ -159,6 +166,32 @@ def revoke_tokens_of_code(session: Session, code_id: str) -> None:
     revoke_tokens(session, Token.code_id == code_id)
 
 
+def _claim(session: Session, table: Table, row_id: str, used: Column[datetime]) -> bool:
+    """Set ``used`` on one row if nobody has yet, as one conditional UPDATE: the database
+    lets exactly one of any number of concurrent claims change the row (PostgreSQL
+    re-checks the condition after waiting for the first claim's row lock; SQLite runs
+    one writer at a time), so exactly one caller gets True."""
+    result = session.execute(
+        update(table).where(table.c.id == row_id, used.is_(None)).values({used.name: utcnow()})
+    )
+    return result.rowcount == 1
+
+
+def claim_code(session: Session, code_id: str) -> bool:
+    """Spend an authorization code; False if it was already spent."""
+    codes = AuthorizationCode.__table__
+    return _claim(session, codes, code_id, codes.c.used_at)
+
+
+def claim_refresh_token(session: Session, token_id: str) -> bool:
+    """Spend a refresh token (and end its access token); False if it was already spent."""
+    tokens = Token.__table__
+    if not _claim(session, tokens, token_id, tokens.c.refresh_used_at):
+        return False
+    revoke_tokens(session, Token.id == token_id)
+    return True
+
+
 def revoke_grant(session: Session, grant: Grant, reason: str = "customer") -> None:
     """End the grant and every access and refresh token issued under it, at once."""
     if grant.revoked_at is None:
@@ -169,14 +202,11 @@ def revoke_grant(session: Session, grant: Grant, reason: str = "customer") -> No
 
 
 def narrow_grant(session: Session, grant: Grant, keep: list[str]) -> None:
-    """Drop scopes from a grant; live tokens lose them immediately too."""
-    kept = [s for s in grant.scopes if s in keep or s == "openid"]
-    grant.scope = " ".join(kept)
+    """Drop scopes from a grant. Codes and tokens already issued under it lose them too:
+    what they may reveal is limited to the grant's scopes whenever they are used
+    (``vault.oauth.models.effective_scope``)."""
+    grant.scope = " ".join(s for s in grant.scopes if s in keep or s == "openid")
     grant.updated_at = utcnow()
-    for token in session.scalars(
-        select(Token).where(Token.grant_id == grant.id, Token.revoked_at.is_(None))
-    ):
-        token.scope = " ".join(s for s in token.scope.split() if s in kept)
     session.flush()
 
 

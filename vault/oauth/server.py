@@ -12,7 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+)
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -33,6 +38,7 @@ from vault.oauth.models import (
     Grant,
     OAuthClient,
     Token,
+    effective_scope,
     grant_ended,
     secret_hash,
     token_refused,
@@ -48,6 +54,18 @@ CONFIDENTIAL = ["client_secret_basic", "client_secret_post"]
 
 def issuer() -> str:
     return current_app.config.get("VAULT_ISSUER") or request.host_url.rstrip("/")
+
+
+class VaultAuthorizationServer(AuthorizationServer):
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
+        """Authlib tries one method after another; a request carrying two (HTTP Basic and a
+        secret in the body) is refused instead, as RFC 6749 2.3 requires."""
+        if request.headers.get("Authorization") and request.form.get("client_secret"):
+            raise InvalidRequestError(
+                "Use one client authentication method: HTTP Basic or client_secret in the "
+                "body, not both (RFC 6749 section 2.3)."
+            )
+        return super().authenticate_client(request, methods, endpoint)
 
 
 class RequiredS256(CodeChallenge):
@@ -111,12 +129,18 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             # exchange issued dies too (RFC 6749 4.1.2).
             operations.revoke_tokens_of_code(db.session, row.id)
             return None
-        if row.expires_at <= utcnow():
+        if row.expires_at <= utcnow() or not row.grant.is_active():
+            # A code waiting while the customer ended the connection reveals nothing.
             return None
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        authorization_code.used_at = utcnow()
+        """Spend the code, atomically: of two requests redeeming it at once, only the one
+        whose UPDATE claims the row wins; the other is a replay, and what either issued
+        is revoked before its tokens ever leave (Authlib calls this after save_token)."""
+        if not operations.claim_code(db.session, authorization_code.id):
+            operations.revoke_tokens_of_code(db.session, authorization_code.id)
+            raise InvalidGrantError("The authorization code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Any:
         user = authorization_code.user
@@ -145,9 +169,17 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return user if user is not None and user.is_active else None
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
-        now = utcnow()
-        refresh_token.refresh_used_at = now
-        refresh_token.revoked_at = now
+        """Spend the refresh token, atomically (Authlib calls this after save_token): if a
+        concurrent request spent it first, this one is a replay and the grant ends, which
+        revokes what both requests issued."""
+        if not operations.claim_refresh_token(db.session, refresh_token.id):
+            if refresh_token.grant is not None:
+                operations.revoke_grant(
+                    db.session, refresh_token.grant, reason="refresh_token_replay"
+                )
+            else:
+                operations.revoke_tokens(db.session, Token.id == refresh_token.id)
+            raise InvalidGrantError("The refresh token was already used.")
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -201,8 +233,18 @@ class VaultOpenIDCode(OpenIDCode):
         }
 
     def generate_user_info(self, user: Any, scope: str) -> UserInfo:
+        """The id_token says who signed in (a pairwise ``sub``) and nothing more: profile
+        claims go out only through userinfo and the API, where each read is recorded
+        against a live grant (OIDC Core 5.4 allows this)."""
         client: OAuthClient = request_client()
-        return user_info(user.id, client.vendor_id, scope)
+        return UserInfo(sub=pairwise_sub(keys(), client.vendor_id, user.id))
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        token = super().process_token(grant, response)
+        if "id_token" in token and grant.request.authorization_code is not None:
+            # The sign-in is a disclosure too (of the pseudonymous id): on /activity.
+            operations.record_access(db.session, grant.request.authorization_code, [], "id_token")
+        return token
 
 
 def request_client() -> OAuthClient:
@@ -291,7 +333,7 @@ class VaultIntrospectionEndpoint(IntrospectionEndpoint):
             "active": True,
             "client_id": token.client_id,
             "token_type": token.token_type,
-            "scope": token.scope,
+            "scope": token.get_scope(),
             "iss": issuer(),
             "exp": token.get_expires_at(),
             "iat": token.issued_at,
@@ -319,6 +361,7 @@ _BEARER_TOKEN_QUERY = (
         _clients.c.vendor_id,
         _clients.c.disabled_at,
         _grants.c.id,
+        _grants.c.scope,
         _grants.c.revoked_at,
         _grants.c.expires_at,
         _users.c.id,
@@ -366,13 +409,14 @@ class BearerToken:
             client_id,
             self.user_id,
             self.grant_id,
-            self.scope,
+            issued_scope,
             self.issued_at,
             self.expires_in,
             revoked_at,
             vendor_id,
             client_disabled_at,
             grant_row_id,
+            grant_scope,
             grant_revoked_at,
             grant_expires_at,
             user_row_id,
@@ -380,6 +424,7 @@ class BearerToken:
         ) = row
         self.client_id = client_id
         self.client = BearerClient(client_id, vendor_id)
+        self.scope = effective_scope(issued_scope, grant_scope)
         self.revoked = token_refused(
             revoked_at=revoked_at,
             client_disabled_at=client_disabled_at,
@@ -459,7 +504,7 @@ require_oauth = ProblemResourceProtector()
 require_oauth.register_token_validator(VaultBearerTokenValidator())
 
 
-def authorization_server() -> AuthorizationServer:
+def authorization_server() -> VaultAuthorizationServer:
     return current_app.extensions["vault.oauth"]
 
 
@@ -473,7 +518,7 @@ def init_oauth(app: Flask) -> None:
         },
     )
     app.config.setdefault("OAUTH2_REFRESH_TOKEN_GENERATOR", True)
-    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server = VaultAuthorizationServer(app, query_client=query_client, save_token=save_token)
     server.register_grant(AuthorizationCodeGrant, [RequiredS256(required=True), VaultOpenIDCode()])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)

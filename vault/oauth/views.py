@@ -5,7 +5,7 @@ import binascii
 import contextlib
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError
@@ -21,18 +21,20 @@ from flask import (
     url_for,
 )
 from flask_limiter.util import get_remote_address
-from flask_login import current_user, logout_user
+from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from vault.accounts import operations as account_operations
 from vault.api.problems import problem
 from vault.extensions import csrf, db, limiter
 from vault.oauth import operations
+from vault.oauth.forms import ReauthenticateForm
 from vault.oauth.models import OAuthClient
 from vault.oauth.scopes import ALL_SCOPES, PROFILE_SCOPES, claim_names
 from vault.oauth.server import authorization_server, issuer, require_oauth, user_info
 from vault.oauth.signing import ALGORITHMS, ensure_signing_keys, jwks
 from vault.profile.operations import load_profile
-from vault.services import keys
+from vault.services import keys, passwords
 
 bp = Blueprint("oauth", __name__)
 
@@ -46,6 +48,10 @@ def client_rate_key() -> str:
         with contextlib.suppress(binascii.Error, UnicodeDecodeError):
             client_id = base64.b64decode(auth[6:]).decode().partition(":")[0]
     return f"client:{client_id}:{get_remote_address()}"
+
+
+def _login_limit() -> str:
+    return current_app.config["VAULT_LOGIN_RATE_LIMIT"]
 
 
 def _token_limit() -> str:
@@ -149,11 +155,9 @@ def authorize() -> Any:
         ), 403
 
     if request.method == "GET" and _needs_fresh_login(grant):
-        # prompt=login or an exceeded max_age: the customer proves presence again, then
-        # comes back to this request (without prompt=login, so it does not loop).
-        logout_user()
-        session.clear()
-        return redirect(url_for("accounts.login", next=_without_prompt_login()))
+        # prompt=login or an exceeded max_age: the customer proves presence again and comes
+        # back here. Never a log-out: a link from any site could otherwise end the session.
+        return redirect(url_for("oauth.reauthenticate", next=request.full_path))
 
     client: OAuthClient = grant.client
     requested = [
@@ -208,25 +212,69 @@ def authorize() -> Any:
 
 
 def _needs_fresh_login(grant: Any) -> bool:
+    """prompt=login and max_age=0 ask for a log-in made within this flow, which the vault
+    reads as "in the last VAULT_FRESH_LOGIN_SECONDS" (60 s: long enough to come back from
+    the log-in page, too short to pass an old session off); max_age=N asks for one within
+    N seconds."""
     data = grant.request.payload.data
+    limits = []
     if "login" in (data.get("prompt") or "").split():
-        return True
-    max_age = data.get("max_age")
-    if max_age is not None:
+        limits.append(0)
+    if data.get("max_age") is not None:
         try:
-            limit = int(max_age)
+            limits.append(max(int(data["max_age"]), 0))
         except ValueError:
-            return True
-        return time.time() - int(session.get("auth_time") or 0) > limit
-    return False
+            limits.append(0)
+    if not limits:
+        return False
+    allowed = min(limits) or current_app.config["VAULT_FRESH_LOGIN_SECONDS"]
+    return time.time() - int(session.get("auth_time") or 0) > allowed
 
 
-def _without_prompt_login() -> str:
-    query = [
-        (name, " ".join(p for p in value.split() if p != "login") if name == "prompt" else value)
-        for name, value in parse_qsl(request.query_string.decode(), keep_blank_values=True)
-    ]
-    return request.path + "?" + urlencode([(n, v) for n, v in query if n != "prompt" or v])
+def _authorization_target(target: str) -> OAuthClient | None:
+    """The client of a same-site authorization request URL, or None for anything else
+    (this is where the re-authentication page sends the customer back to)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path != url_for("oauth.authorize"):
+        return None
+    client_id = dict(parse_qsl(parts.query)).get("client_id", "")
+    client = db.session.get(OAuthClient, client_id) if client_id else None
+    return client if client is not None and client.disabled_at is None else None
+
+
+@bp.route("/oauth/reauthenticate", methods=["GET", "POST"])
+@login_required
+@limiter.limit(_login_limit, methods=["POST"])  # each checks the password
+def reauthenticate() -> Any:
+    target = request.args.get("next", "")
+    client = _authorization_target(target)
+    if client is None:
+        return render_template(
+            "oauth/error.html",
+            error="invalid_request",
+            description="This page continues a business's sign-in request, and none was given.",
+        ), 400
+    user = current_user._get_current_object()
+    form = ReauthenticateForm()
+    if form.validate_on_submit():
+        if passwords().verify(user.password_hash, form.password.data) and (
+            not user.totp_enabled
+            or account_operations.verify_second_factor(
+                db.session, keys(), user, form.code.data or ""
+            )
+        ):
+            session["auth_time"] = int(time.time())
+            db.session.commit()  # a spent recovery code or TOTP step
+            return redirect(target)
+        db.session.rollback()
+        form.form_errors.append(
+            "The password or code is not correct."
+            if user.totp_enabled
+            else "The password is not correct."
+        )
+    return render_template(
+        "oauth/reauthenticate.html", form=form, vendor=client.vendor, needs_code=user.totp_enabled
+    ), 401 if form.form_errors else 400 if form.errors else 200
 
 
 def _preview(profile: dict[str, Any], scope: str) -> list[tuple[str, str]]:
