@@ -25,6 +25,7 @@ from consent.models import (
     TopicConsent,
     VendorPreference,
 )
+from vault.consents import ledger as ledger_store
 from vault.crypto.keyed_hash import pseudonym
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
@@ -96,7 +97,7 @@ class _Recorder:
         notice_version: int | None = None,
         termination: str = "until you change it in your vault",
     ) -> None:
-        event = ledger.append(
+        event = ledger_store.append(
             self.session,
             event_type=event_type,
             subject=self.subject,
@@ -409,7 +410,7 @@ def answer_request(
         for topic_id in request.topics:
             topic = session.get(ContactTopic, topic_id)
             names.append(topic.name if topic is not None else topic_id)
-        ledger.append(
+        ledger_store.append(
             session,
             event_type="consent_request_declined",
             subject=subject_of(keys, user_id),
@@ -463,7 +464,7 @@ def end_relationship(
     if grant.revoked_at is None:
         scopes = grant.scopes
         revoke_grant(session, grant, reason="customer")
-        event = ledger.append(
+        event = ledger_store.append(
             session,
             event_type="grant_revoked",
             subject=recorder.subject,

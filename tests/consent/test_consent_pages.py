@@ -16,7 +16,6 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
 
-from consent import ledger_verify
 from consent.models import (
     ChannelSetting,
     ConsentPreferences,
@@ -28,6 +27,7 @@ from consent.models import (
     VendorPreference,
 )
 from tests import factories
+from vault.consents import ledger as ledger_store
 from vault.extensions import db
 from vault.oauth.models import Grant
 from vault.vendors.operations import create_client, create_vendor, declare_topic
@@ -342,7 +342,7 @@ def test_declining_a_request_changes_no_consent(app, logged_in, world):
             "topics": ["newsletter"],
             "channels": ["email", "push"],
         }
-        assert ledger_verify.verify(db.session).ok
+        assert ledger_store.verify(db.session).ok
 
 
 def test_a_request_for_another_business_topic_is_refused(app, logged_in, world):

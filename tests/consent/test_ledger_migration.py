@@ -13,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from consent import ledger, ledger_verify
+from consent import ledger
 from consent.models import LedgerEvent
+from vault.consents import ledger as ledger_store
 from vault.extensions import db
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def test_upgrade_keeps_every_event_and_downgrade_gives_the_columns_back(app: Fla
         at_head = [
             dict(row) for row in db.session.execute(query.order_by(LedgerEvent.seq)).mappings()
         ]
-        result = ledger_verify.verify(db.session)
+        result = ledger_store.verify(db.session)
         db.session.remove()
     assert at_head == events
     assert result.ok and (result.count, result.head_hash) == (5, events[-1]["hash"])
