@@ -1,15 +1,14 @@
 """The consent ledger: appends and verification, each beside its floor in the same run.
 
-* Append: one event per transaction through ``consent.ledger.append`` + an ORM session's
+* Append: one event per transaction through ``vault.consents.ledger.append`` + an ORM session's
   commit (what every consent change pays on top of its own writes), beside a raw
   single-row INSERT + COMMIT through the DB-API into a table with the same columns and
   indexes, in the same database; each side on one connection it holds throughout.
-* Verify: ``consent.ledger_verify.verify`` over N events (1,000,000 by default), each time in a
-  fresh process, as the CLI runs it: once on one connection alone and once as it runs by
-  default (SQLite: forked worker processes, one per CPU; PostgreSQL: one connection
-  more than CPUs, the server hashing),
-  each beside bare single-threaded ``hashlib.sha256(...).hexdigest()`` over exactly the
-  same canonical bytes (the bytes stored in each event's ``body``). The events are
+* Verify: ``vault.consents.ledger.verify`` over N events (1,000,000 by default) in a fresh
+  process, as the CLI runs it (every body streamed, parsed and hashed in Python), its time
+  against the goal (15 s) and its peak resident memory against the goal (150 MB), printed
+  beside bare single-threaded ``hashlib.sha256(...).hexdigest()`` over exactly the same
+  canonical bytes (the bytes stored in each event's ``body``), for information. The events are
   generated fast: the chain is computed in Python and bulk-inserted (executemany on SQLite,
   COPY on PostgreSQL) in big transactions, not appended one by one; the database
   generates the field columns from each body as it would for an append.
@@ -27,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 
 from bench.profile_store import Target, _app, _migrate, _postgres_target, _sqlite_target
 from bench.timing import Rate, run_for
-from consent import ledger, ledger_verify
+from consent import ledger
+from vault.consents import ledger as ledger_store
 from vault.crypto.keyring import Keyring
 
 BATCH = 50_000
@@ -52,11 +53,8 @@ class LedgerResult:
     raw_insert: Rate
     events: int
     event_bytes: int
-    verify: Rate  # as verify runs by default: ``workers`` processes or connections at once
-    workers: int
-    workers_are: str  # "process(es)" (SQLite) or "connection(s)" (PostgreSQL)
-    verify_one_process: Rate
-    verify_independent: Rate  # every body read, parsed and hashed in Python, one connection
+    verify: Rate  # one process, every body parsed and hashed in Python
+    verify_peak_mb: float  # the verifying process's peak resident memory
     hashlib: Rate
     generate_seconds: float
 
@@ -115,7 +113,7 @@ def _measure_appends(app: Flask, seconds: float) -> tuple[Rate, Rate]:
 
     def append_one() -> None:
         number = next(counter)
-        ledger.append(
+        ledger_store.append(
             session,
             event_type="topic_consent",
             subject=f"subject-{number % 5000}",
@@ -230,22 +228,12 @@ def _generate(app: Flask, events: int) -> tuple[Rate, int, float]:
     return Rate(events, hashing_seconds), total_bytes, time.perf_counter() - started
 
 
-def _measure_verify(
-    target: Target, events: int, workers: int | None, *, independent: bool = False
-) -> Rate:
-    """verify in a fresh Python process, as `vault ledger verify` runs: a second verify in
-    the same process ran up to a third faster (its threads overlapped better once warm),
-    which flattered whichever figure came second. Only verify itself is timed."""
+def _measure_verify(target: Target, events: int) -> tuple[Rate, float]:
+    """verify in a fresh Python process, as `vault ledger verify` runs; only verify itself
+    is timed. Returns its rate and the process's peak resident memory in MB."""
     child = subprocess.run(
         [sys.executable, "-c", "from bench.ledger import _verify_child; _verify_child()"],
-        input=json.dumps(
-            {
-                "url": target.url,
-                "engine_options": target.engine_options,
-                "workers": workers,
-                "independent": independent,
-            }
-        ),
+        input=json.dumps({"url": target.url, "engine_options": target.engine_options}),
         capture_output=True,
         text=True,
         check=False,
@@ -255,7 +243,7 @@ def _measure_verify(
     outcome = json.loads(child.stdout.strip().splitlines()[-1])
     if not outcome["ok"] or outcome["count"] != events:
         raise RuntimeError(f"benchmark ledger did not verify: {outcome}")
-    return Rate(events, outcome["seconds"])
+    return Rate(events, outcome["seconds"]), outcome["peak_mb"]
 
 
 def _verify_child() -> None:
@@ -265,16 +253,30 @@ def _verify_child() -> None:
     app = _app(target, Keyring.generate().dumps())
     from vault.extensions import db
 
-    ledger_verify.keep_freed_memory()  # as `vault ledger verify` does
     with app.app_context():
         begin = time.perf_counter()
-        result = ledger_verify.verify(
-            db.session, workers=settings["workers"], independent=settings["independent"]
-        )
+        result = ledger_store.verify(db.session)
         elapsed = time.perf_counter() - begin
         db.session.remove()
         db.engine.dispose()
-    print(json.dumps({"ok": result.ok, "count": result.count, "seconds": elapsed}))
+    print(
+        json.dumps(
+            {"ok": result.ok, "count": result.count, "seconds": elapsed, "peak_mb": _peak_mb()}
+        )
+    )
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss
+    can carry the peak of the process that started this one (it was the bench's parent
+    with a million generated events in memory, 155 MB, before exec)."""
+    import resource
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 @contextlib.contextmanager
@@ -292,24 +294,8 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
             append, raw_insert = _measure_appends(app, seconds)
             _progress(f"generating {events:,} chained ledger events")
             hashing, size, generate_seconds = _generate(app, events)
-            dialect = "postgresql" if database_url else "sqlite"
-            workers = (
-                ledger_verify.default_workers(dialect)
-                if events >= ledger_verify.PARALLEL_MIN
-                else 1
-            )
-            workers_are = {
-                ("postgresql", True): "connection",
-                ("postgresql", False): "connections",
-                ("sqlite", True): "process",
-                ("sqlite", False): "processes",
-            }[dialect, workers == 1]
-            _progress(f"verifying {events:,} ledger events in one process, one connection")
-            verify_one_process = _measure_verify(target, events, 1)
-            _progress(f"verifying {events:,} ledger events as by default: {workers} {workers_are}")
-            verify = _measure_verify(target, events, None)
-            _progress(f"verifying {events:,} ledger events independently (all in Python)")
-            verify_independent = _measure_verify(target, events, 1, independent=True)
+            _progress(f"verifying {events:,} ledger events (every body parsed and hashed here)")
+            verify, peak_mb = _measure_verify(target, events)
         finally:
             from vault.extensions import db
 
@@ -323,10 +309,7 @@ def measure(seconds: float, events: int, database_url: str | None = None) -> Led
         events,
         size,
         verify,
-        workers,
-        workers_are,
-        verify_one_process,
-        verify_independent,
+        peak_mb,
         hashing,
         generate_seconds,
     )

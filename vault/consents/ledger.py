@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from consent.ledger import new_event
@@ -38,12 +38,17 @@ STREAM_BATCH = 2000
 
 _events = LedgerEvent.__table__
 _heads = LedgerHead.__table__
+# Built once: every consent change runs them.
 _NEXT_SEQ = (
     update(_heads)
     .where(_heads.c.id == 1)
     .values(seq=_heads.c.seq + 1)
     .returning(_heads.c.seq, _heads.c.hash)
 )
+_INSERT_EVENT = insert(_events).values(
+    seq=bindparam("seq"), hash=bindparam("hash"), body=bindparam("body")
+)
+_MOVE_HEAD = update(_heads).where(_heads.c.id == 1).values(hash=bindparam("new_hash"))
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,8 @@ def append(
         notice_version=notice_version,
         at=at,
     )
-    session.execute(insert(_events).values(seq=seq, hash=digest, body=body))
-    session.execute(update(_heads).where(_heads.c.id == 1).values(hash=digest))
+    session.execute(_INSERT_EVENT, {"seq": seq, "hash": digest, "body": body})
+    session.execute(_MOVE_HEAD, {"new_hash": digest})
     return Appended(seq, digest)
 
 
