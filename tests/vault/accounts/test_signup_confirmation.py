@@ -35,7 +35,12 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def signup(client, email: str):
-    return factories.post_form(client, "/signup", {"email": email})
+    """Sign up as the attacker of issue 9 did, password fields and all: the form now takes
+    only the address, so a password sent along is ignored (the link's follower sets it)."""
+    password = "attacker's long password"
+    return factories.post_form(
+        client, "/signup", {"email": email, "password": password, "confirm": password}
+    )
 
 
 def page_without_tokens(response) -> str:
