@@ -196,21 +196,19 @@ def login() -> str | Response | tuple[str, int]:
         user = operations.authenticate(
             db.session, keys(), passwords(), form.email.data, form.password.data
         )
-        if user is not None:
-            guards.guessed_right(subject)
         if user is None:
             form.form_errors.append(LOGIN_FAILED)
-        elif user.totp_enabled:
-            db.session.commit()
-            session.clear()
-            session["pending_2fa"] = {
-                "user": user.get_id(),
-                "at": time.time(),
-                "next": _safe_next(request.args.get("next")),
-            }
-            return redirect(url_for("accounts.second_factor"))
         else:
-            db.session.commit()
+            db.session.commit()  # a rehashed password; before the throttle's own connection
+            guards.guessed_right(subject)
+            if user.totp_enabled:
+                session.clear()
+                session["pending_2fa"] = {
+                    "user": user.get_id(),
+                    "at": time.time(),
+                    "next": _safe_next(request.args.get("next")),
+                }
+                return redirect(url_for("accounts.second_factor"))
             sessions.start_session(user)
             return redirect(_safe_next(request.args.get("next")))
     status = 401 if form.form_errors else 400 if form.errors else 200
@@ -381,6 +379,7 @@ def delete_account() -> str | Response | tuple[str, int]:
             form.password.errors.append(str(exc))
         else:
             db.session.commit()
+            guards.guessed_right(subject)
             logout_user()
             session.clear()
             return render_template("accounts/deleted.html")
