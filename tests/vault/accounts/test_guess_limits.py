@@ -235,3 +235,32 @@ def test_unknown_address_answer_is_unchanged_below_the_limit(app, customer):
     response = login(from_new_address(app), "nobody-at-all@example.com", WRONG)
     assert response.status_code == 401
     assert LOGIN_FAILED in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("free", "wrong", "waited"), [(3, 3, 5), (100, 8, 0)])
+def test_parallel_wrong_passwords_over_http_all_count(app, customer, free, wrong, waited):
+    """Eight log-ins with a wrong password at once, each from its own address, through the
+    app on real threads: every one is counted, none gets past the delay."""
+    app.config["VAULT_GUESS_FREE_ATTEMPTS"] = free
+    clients = [from_new_address(app) for _ in range(8)]
+    tokens = [factories.csrf_token(client, "/login") for client in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def guess(client: FlaskClient, token: str) -> None:
+        barrier.wait()
+        response = client.post(
+            "/login", data={"csrf_token": token, "email": customer.email, "password": WRONG}
+        )
+        statuses.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [401] * wrong + [429] * waited, statuses
+    [row] = rows(app)
+    assert row.failures == wrong
