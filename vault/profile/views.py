@@ -111,6 +111,24 @@ def _send_change_mail(link: confirmations.LinkRequest) -> str:
     return message
 
 
+def _start_email_change(
+    data: dict[str, Any],
+) -> tuple[confirmations.LinkRequest | None, str | None]:
+    """A new address in ``data`` becomes a link to mail (or a refusal by the limits), and
+    ``data`` keeps the current address, which stays until the link is followed."""
+    new_email = data["email"]
+    if blind_index(keys().secret("blind_index"), new_email) == current_user.email_index:
+        return None, None  # the same address, perhaps in other letters: saved as typed
+    refusal = _email_change_allowed(new_email)
+    if refusal:
+        return None, refusal
+    link = confirmations.request_email_change(
+        db.session, keys(), current_user, new_email, lifetime=links.lifetime(), now=utcnow()
+    )
+    data["email"] = load_profile(db.session, keys(), current_user.id).get("email")
+    return link, None
+
+
 @bp.route("/profile", methods=["GET", "POST"])
 @customer_required
 def edit() -> str | Response | tuple[str, int]:
@@ -129,32 +147,14 @@ def edit() -> str | Response | tuple[str, int]:
             errors[name] = ["This form has no such field; nothing was saved."]
         link = None
         if not errors:
-            new_email = data["email"]
-            if blind_index(keys().secret("blind_index"), new_email) != current_user.email_index:
-                refusal = _email_change_allowed(new_email)
-                if refusal:
-                    errors, status = {"email": [refusal]}, 429
-                else:
-                    link = confirmations.request_email_change(
-                        db.session,
-                        keys(),
-                        current_user,
-                        new_email,
-                        lifetime=links.lifetime(),
-                        now=utcnow(),
-                    )
-                    current = load_profile(db.session, keys(), current_user.id).get("email")
-                    data["email"] = current
+            link, refusal = _start_email_change(data)
+            if refusal:
+                errors, status = {"email": [refusal]}, 429
         if not errors:
-            try:
-                save_profile(db.session, keys(), current_user, data)
-            except EmailInUse:  # only a change of case of the account's own address gets here
-                db.session.rollback()
-                errors = {"email": ["Another account uses this e-mail address."]}
-            else:
-                db.session.commit()
-                flash(_send_change_mail(link) if link else "Your profile was saved.", "success")
-                return redirect(url_for("profile.edit"))
+            save_profile(db.session, keys(), current_user, data)
+            db.session.commit()
+            flash(_send_change_mail(link) if link else "Your profile was saved.", "success")
+            return redirect(url_for("profile.edit"))
     else:
         values = profile_to_form(load_profile(db.session, keys(), current_user.id))
     return render_template(
