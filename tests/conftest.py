@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from tests import factories
+from tests.mailserver import MailServer
 from vault import create_app
 from vault.crypto.keyring import Keyring
 from vault.models import Base
@@ -56,6 +57,8 @@ class TestDatabase:
 
 
 def _app_config(database: TestDatabase, keyring_text: str, **overrides: Any) -> dict[str, Any]:
+    # Where no mail server is given (migrations), mail would go into instance/mail: only
+    # apps built by the fixtures below send mail, to the loopback SMTP server.
     return {
         "VAULT_ENV": "testing",
         "SECRET_KEY": "test-secret-" + "x" * 40,
@@ -159,10 +162,28 @@ def sqlite_database(tmp_path: Path, sqlite_template: Path) -> TestDatabase:
 # --- apps and clients ----------------------------------------------------------------------
 
 
+# --- mail ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[MailServer]:
+    """A real SMTP server (aiosmtpd) on loopback for the whole run; see ``mailbox``."""
+    with MailServer() as server:
+        yield server
+
+
 @pytest.fixture
-def app_config(database: TestDatabase, keyring_text: str) -> dict[str, Any]:
+def mailbox(smtp_server: MailServer) -> MailServer:
+    """The loopback SMTP server, emptied for this test: every app the fixtures build sends
+    its mail there (``VAULT_SMTP_URL``), and ``mailbox.only_to(address)`` reads it."""
+    smtp_server.clear()
+    return smtp_server
+
+
+@pytest.fixture
+def app_config(database: TestDatabase, keyring_text: str, mailbox: MailServer) -> dict[str, Any]:
     """Override in a test module to change settings (e.g. a tight rate limit)."""
-    return _app_config(database, keyring_text)
+    return _app_config(database, keyring_text, VAULT_SMTP_URL=mailbox.url)
 
 
 @pytest.fixture
@@ -197,8 +218,8 @@ def logged_in(client: FlaskClient, customer: factories.CreatedUser) -> FlaskClie
 
 
 @pytest.fixture
-def live_app(sqlite_database: TestDatabase, keyring_text: str) -> Flask:
-    return create_app(_app_config(sqlite_database, keyring_text))
+def live_app(sqlite_database: TestDatabase, keyring_text: str, mailbox: MailServer) -> Flask:
+    return create_app(_app_config(sqlite_database, keyring_text, VAULT_SMTP_URL=mailbox.url))
 
 
 @pytest.fixture

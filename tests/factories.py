@@ -44,6 +44,8 @@ def customer(
     profile: dict[str, Any] | None = None,
     role: Role = Role.CUSTOMER,
 ) -> CreatedUser:
+    """An active account with a confirmed address, made directly (as ``vault users create``
+    does); ``sign_up`` goes through the pages and the mailed link instead."""
     email = email or unique_email()
     with app.app_context():
         user = create_account(
@@ -81,3 +83,24 @@ def log_in(client: FlaskClient, email: str, password: str) -> TestResponse:
     response = post_form(client, "/login", {"email": email, "password": password})
     assert response.status_code == 302, response.get_data(as_text=True)
     return response
+
+
+def sign_up(
+    client: FlaskClient, mailbox: Any, email: str, password: str = DEFAULT_PASSWORD
+) -> TestResponse:
+    """Sign up through the pages: the address, the link from the mail, the password."""
+    response = post_form(client, "/signup", {"email": email})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    link = confirmation_path(mailbox, email)
+    response = post_form(client, link, {"password": password, "confirm": password})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+def confirmation_path(mailbox: Any, email: str) -> str:
+    """The path of the one link in the newest mail to ``email``."""
+    from urllib.parse import urlsplit
+
+    mails = mailbox.to(email)
+    assert mails, f"no mail to {email}"
+    return urlsplit(mails[-1].link("/confirm/")).path

@@ -94,7 +94,14 @@ def build_config(
         "SESSION_COOKIE_NAME": "vault_session",
         "REMEMBER_COOKIE_SECURE": True,
         "REMEMBER_COOKIE_HTTPONLY": True,
-        "PERMANENT_SESSION_LIFETIME": env.integer("VAULT_SESSION_LIFETIME", 8 * 3600),
+        # Log-in sessions end after VAULT_SESSION_IDLE_TIMEOUT seconds without a request and
+        # VAULT_SESSION_MAX_AGE seconds after logging in, checked on the server from the
+        # signed session (vault.accounts.sessions); the cookie itself lasts until the
+        # browser closes, which is what lets session_protection="strong" act.
+        "VAULT_SESSION_IDLE_TIMEOUT": env.integer("VAULT_SESSION_IDLE_TIMEOUT", 30 * 60),
+        "VAULT_SESSION_MAX_AGE": env.integer(
+            "VAULT_SESSION_MAX_AGE", env.integer("VAULT_SESSION_LIFETIME", 12 * 3600)
+        ),
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": env.integer("VAULT_CSRF_TIME_LIMIT", 3600),
         "MAX_CONTENT_LENGTH": env.integer("VAULT_MAX_CONTENT_LENGTH", 1024 * 1024),
@@ -104,6 +111,22 @@ def build_config(
         "RATELIMIT_HEADERS_ENABLED": True,
         "VAULT_LOGIN_RATE_LIMIT": env.get("VAULT_LOGIN_RATE_LIMIT", "10 per minute"),
         "VAULT_SIGNUP_RATE_LIMIT": env.get("VAULT_SIGNUP_RATE_LIMIT", "20 per hour"),
+        # Confirmation mails to one address (sign-up and e-mail change alike), and e-mail
+        # changes one account may start.
+        "VAULT_MAIL_RATE_LIMIT": env.get("VAULT_MAIL_RATE_LIMIT", "3 per hour"),
+        "VAULT_EMAIL_CHANGE_RATE_LIMIT": env.get("VAULT_EMAIL_CHANGE_RATE_LIMIT", "5 per hour"),
+        # Wrong passwords and second-factor codes per account: the first few are free, then
+        # each waits twice as long as the one before, up to the maximum (never a lock).
+        "VAULT_GUESS_FREE_ATTEMPTS": env.integer("VAULT_GUESS_FREE_ATTEMPTS", 5),
+        "VAULT_GUESS_DELAY": env.integer("VAULT_GUESS_DELAY", 15),
+        "VAULT_GUESS_MAX_DELAY": env.integer("VAULT_GUESS_MAX_DELAY", 15 * 60),
+        # Mail: SMTP from one URL (connectors.email); outside production, without a URL,
+        # each message is written as a .eml file into VAULT_MAIL_DIR instead.
+        "VAULT_SMTP_URL": env.get("VAULT_SMTP_URL"),
+        "VAULT_MAIL_FROM": env.get("VAULT_MAIL_FROM")
+        or (None if profile == "production" else "CMR Vault <vault@localhost>"),
+        "VAULT_MAIL_DIR": env.get("VAULT_MAIL_DIR") or str(instance / "mail"),
+        "VAULT_EMAIL_LINK_LIFETIME": env.integer("VAULT_EMAIL_LINK_LIFETIME", 24 * 3600),
         "VAULT_FORCE_HTTPS": env.flag("VAULT_FORCE_HTTPS", False),
         # How many reverse proxies in front set X-Forwarded-* (0: trust none).
         "VAULT_TRUSTED_PROXIES": env.integer("VAULT_TRUSTED_PROXIES", 0),
@@ -124,6 +147,7 @@ def build_config(
         "VAULT_ARGON2_PARALLELISM": env.integer("VAULT_ARGON2_PARALLELISM", 4),
     }
     config.update(overrides)
+    config.setdefault("PERMANENT_SESSION_LIFETIME", config["VAULT_SESSION_MAX_AGE"])
     if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         config["SQLALCHEMY_ENGINE_OPTIONS"] = {
             "pool_pre_ping": True,
@@ -133,6 +157,7 @@ def build_config(
     if config["SECRET_KEY"] is None and (development or testing):
         config["SECRET_KEY"] = _instance_secret(instance)
     _check_rate_limits(config)
+    _check_accounts(config)
     _refuse_unsafe(config)
     _warn_per_process_limits(config)
     return config
@@ -151,6 +176,43 @@ def _check_rate_limits(config: Mapping[str, Any]) -> None:
             raise ConfigurationError(
                 f"{name} must be a rate limit such as '10 per minute', not {value!r}"
             ) from exc
+
+
+def _check_accounts(config: Mapping[str, Any]) -> None:
+    """Mail and session settings that cannot work are refused at start, by name."""
+    from connectors.email import EmailConfigError, Sender, SmtpSettings
+
+    for name in (
+        "VAULT_SESSION_IDLE_TIMEOUT",
+        "VAULT_SESSION_MAX_AGE",
+        "VAULT_EMAIL_LINK_LIFETIME",
+        "VAULT_GUESS_FREE_ATTEMPTS",
+    ):
+        if int(config[name]) <= 0:
+            raise ConfigurationError(f"{name} must be a positive number, not {config[name]!r}")
+    for name in ("VAULT_GUESS_DELAY", "VAULT_GUESS_MAX_DELAY"):
+        if int(config[name]) < 0:
+            raise ConfigurationError(f"{name} must not be negative, not {config[name]!r}")
+    try:
+        if config.get("VAULT_SMTP_URL"):
+            SmtpSettings.from_url(str(config["VAULT_SMTP_URL"]))
+        if config.get("VAULT_MAIL_FROM"):
+            Sender.parse(str(config["VAULT_MAIL_FROM"]))
+    except EmailConfigError as exc:
+        raise ConfigurationError(f"mail settings: {exc}") from exc
+
+
+def _mail_problems(config: Mapping[str, Any]) -> list[str]:
+    """Production sends real mail: writing it into files would lose every confirmation."""
+    problems = []
+    if not config.get("VAULT_SMTP_URL"):
+        problems.append(
+            "VAULT_SMTP_URL is not set: sign-up and e-mail changes send confirmation links "
+            "(e.g. smtp://user:pass@mail.example.com:587?starttls=true)"
+        )
+    if not config.get("VAULT_MAIL_FROM"):
+        problems.append("VAULT_MAIL_FROM is not set (e.g. 'CMR Vault <vault@example.com>')")
+    return problems
 
 
 def _instance_secret(instance: Path) -> str:
@@ -202,6 +264,7 @@ def _refuse_unsafe(config: Mapping[str, Any]) -> None:
             "(e.g. https://vault.example.com): id_tokens and discovery must not take the "
             "issuer from a request's Host header"
         )
+    problems += _mail_problems(config)
     if problems:
         raise ConfigurationError(
             "refusing to start in production:\n  - "

@@ -45,7 +45,7 @@ def assert_no_horizontal_scroll(page: Any) -> None:
     assert overflow <= 0, f"{page.url} is {overflow}px wider than the viewport"
 
 
-def test_sign_up_fill_profile_export_and_delete(live_server: str, page: Any) -> None:
+def test_sign_up_fill_profile_export_and_delete(live_server: str, page: Any, mailbox: Any) -> None:
     check = expect()
     email = factories.unique_email("journey")
     password = factories.DEFAULT_PASSWORD
@@ -58,9 +58,17 @@ def test_sign_up_fill_profile_export_and_delete(live_server: str, page: Any) -> 
     check(page).to_have_url(re.compile(r"/signup$"))
 
     page.get_by_label("E-mail").fill(email)
+    page.get_by_role("button", name="Create account").click()
+    check(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    check(page.get_by_role("status")).to_contain_text(email)
+    screenshot(page, "check-inbox")
+
+    # The link in the mail (read from the loopback SMTP server) leads to the password.
+    page.goto(live_server + factories.confirmation_path(mailbox, email))
+    check(page.get_by_role("heading", name="Choose your password")).to_be_visible()
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_label("Repeat password").fill(password)
-    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("button", name="Create my vault").click()
 
     # A new account lands on its profile, with the e-mail already filled in.
     check(page).to_have_url(re.compile(r"/profile$"))

@@ -193,6 +193,32 @@ def test_the_email_can_sign_up_again_without_reaching_the_old_data(app, logged_i
                 cipher.decrypt(name, blob)
 
 
+# --- what the pages promise ------------------------------------------------------------------
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_the_pages_say_only_what_is_true_about_backups(app, logged_in, customer):
+    """Backups made before the deletion stay readable with the current master key until
+    the next `vault keys rotate` (README, and the last test of this module)."""
+    delete_page = _text(logged_in.get("/account/delete").get_data(as_text=True))
+    security_page = _text(logged_in.get("/security").get_data(as_text=True))
+    assert "backups included" not in delete_page
+    assert "unreadable everywhere" not in delete_page
+    assert "not even the vault's operators" not in security_page
+    assert "Database backups made before now still hold your profile" in delete_page
+    assert "vault keys rotate" in delete_page
+    assert "Older backups stay readable until the operators next rotate" in security_page
+
+    deleted_page = _text(
+        _delete(logged_in, password=customer.password, confirm="y").get_data(as_text=True)
+    )
+    assert "can no longer be decrypted by anyone" not in deleted_page
+    assert "Backups made earlier become unreadable when" in deleted_page
+
+
 # --- refusals: nothing may change --------------------------------------------------------------
 
 

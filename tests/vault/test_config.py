@@ -35,8 +35,11 @@ def test_production_requires_an_https_issuer(tmp_path, issuer):
         )
 
 
+MAIL = {"VAULT_SMTP_URL": "smtp://mail.example.com", "VAULT_MAIL_FROM": "vault@example.com"}
+
+
 def production(**values: str) -> dict[str, str]:
-    return {"VAULT_ENV": "production", "VAULT_ISSUER": ISSUER, **values}
+    return {"VAULT_ENV": "production", "VAULT_ISSUER": ISSUER, **MAIL, **values}
 
 
 def test_production_without_secret_key_names_it(tmp_path):

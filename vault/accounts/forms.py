@@ -25,7 +25,13 @@ _email = [
 
 
 class SignupForm(FlaskForm):
+    """Sign-up asks only for the address; the password is chosen after following the link
+    mailed to it (``ChoosePasswordForm``), so only the mailbox's owner can set it."""
+
     email = EmailField("E-mail", validators=_email, filters=[_strip])
+
+
+class ChoosePasswordForm(FlaskForm):
     password = PasswordField(
         "Password", validators=[DataRequired(message="Choose a password."), _password_length]
     )
@@ -36,6 +42,11 @@ class SignupForm(FlaskForm):
             EqualTo("password", message="The two passwords differ."),
         ],
     )
+
+
+class ConfirmForm(FlaskForm):
+    """A button behind a mailed link: following a link (GET) changes nothing, so mail
+    scanners that open every link confirm nothing."""
 
 
 class LoginForm(FlaskForm):

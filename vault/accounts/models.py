@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, LargeBinary, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.models import Base, UTCDateTime, new_id, utcnow
@@ -61,3 +61,47 @@ class User(UserMixin, Base):
     @property
     def is_staff(self) -> bool:
         return self.role in STAFF_ROLES
+
+
+class ConfirmationPurpose(enum.StrEnum):
+    SIGNUP = "signup"
+    EMAIL_CHANGE = "email_change"
+
+
+class EmailConfirmation(Base):
+    """A link sent to an address, waiting to be followed (double opt-in).
+
+    The link carries a random secret; only its SHA-256 is stored, so the table alone opens
+    nothing. The address itself is personal data: it is sealed (AES-256-GCM) under a key
+    derived from that secret, so only the link's holder can read it back; its blind index
+    is kept to notice when the address was taken meanwhile.
+    """
+
+    __tablename__ = "email_confirmations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # The account whose address changes; NULL for a sign-up (no account exists yet).
+    user_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    email_index: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    sealed_email: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class GuessThrottle(Base):
+    """Failed guesses (passwords, second-factor codes) of one subject, and when the next
+    guess may come. ``subject`` is a keyed or plain hash, never an address: the blind index
+    of the e-mail typed at log-in (known and unknown addresses alike), a hash of the
+    account id for second-factor codes, or a trusted device's hash."""
+
+    __tablename__ = "guess_throttles"
+
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    subject: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

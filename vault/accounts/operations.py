@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyotp
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from vault.accounts.models import AccountStatus, Role, User
+from vault.accounts.models import AccountStatus, EmailConfirmation, Role, User
 from vault.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
 from vault.crypto.keyed_hash import blind_index
 from vault.crypto.keyring import KeyProvider
@@ -182,8 +182,9 @@ def delete_account(
 ) -> ClosedAccount:
     """Crypto-shred the account: destroy its data key and close it for good.
 
-    The profile rows go too, but even a backup that still holds them is unreadable
-    without the data key, which no master key can bring back.
+    The live profile is unreadable at once. A database backup taken earlier still holds
+    the data key, wrapped by the current master key: it stays readable with that master
+    key until the next ``vault keys rotate`` retires it (README, "Keys and encryption").
     """
     if not passwords.verify(user.password_hash, password):
         raise AccountError("Your password is not correct.")
@@ -193,6 +194,7 @@ def delete_account(
 def close_account(session: Session, user: User) -> ClosedAccount:
     shred(session, user.id)
     delete_profile(session, user.id)
+    session.execute(delete(EmailConfirmation).where(EmailConfirmation.user_id == user.id))
     user.status = AccountStatus.CLOSED
     user.closed_at = utcnow()
     user.email_index = None

@@ -17,12 +17,14 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 from werkzeug.wrappers import Response
 
-from vault.accounts import operations
+from vault import mail
+from vault.accounts import confirmations, guards, links, operations, sessions
 from vault.accounts.forms import (
     ChangePasswordForm,
+    ChoosePasswordForm,
     DeleteAccountForm,
     EnableTotpForm,
     LoginForm,
@@ -30,19 +32,23 @@ from vault.accounts.forms import (
     SecondFactorForm,
     SignupForm,
 )
-from vault.accounts.models import User
+from vault.accounts.models import ConfirmationPurpose, User
+from vault.crypto.keyed_hash import blind_index
 from vault.extensions import db, limiter, login_manager
-from vault.models import new_id
+from vault.models import new_id, utcnow
 from vault.profile.operations import EmailInUse, load_profile
 from vault.services import keys, passwords
 
 bp = Blueprint("accounts", __name__)
+sessions.register(bp)
 
 LOGIN_FAILED = "The e-mail or password is not correct."
 PENDING_2FA_SECONDS = 300
 
 login_manager.login_view = "accounts.login"
 login_manager.login_message = "Log in to continue."
+# Effective because sessions are not permanent (vault.accounts.sessions): a session cookie
+# used from another address or browser than the one that logged in is logged out.
 login_manager.session_protection = "strong"
 
 
@@ -95,37 +101,82 @@ def _safe_next(target: str | None) -> str:
     return url_for("web.dashboard")
 
 
-def _start_session(user: User) -> None:
-    # A fresh session (and CSRF token) at every login defeats session fixation.
-    session.clear()
-    login_user(user)
-    session.permanent = True
-    session["auth_time"] = int(time.time())  # OIDC auth_time, prompt=login and max_age
+# --- sign-up (double opt-in) ------------------------------------------------------------------
 
 
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_signup_limit, methods=["POST"])
-def signup() -> str | Response:
+def signup() -> str | Response | tuple[str, int]:
+    """The same answer whether or not the address has an account: a link for a free one, a
+    note to the owner of a taken one, and "check your inbox" on the page either way."""
     if current_user.is_authenticated:
         return redirect(url_for("web.dashboard"))
     form = SignupForm()
     if form.validate_on_submit():
-        try:
-            user = operations.create_account(
-                db.session, keys(), passwords(), email=form.email.data, password=form.password.data
+        email = form.email.data
+        if not links.mail_allowed(email):
+            form.email.errors.append(links.MAIL_LIMITED)
+            return render_template("accounts/signup.html", form=form), 429
+        link = confirmations.request_signup(
+            db.session, keys(), email, lifetime=links.lifetime(), now=utcnow()
+        )
+        db.session.commit()
+        if link.address_taken:
+            delivery = mail.send(
+                "signup_taken", email, login_url=mail.external_url("accounts.login")
             )
+        else:
+            delivery = mail.send(
+                "signup_confirm",
+                email,
+                link=mail.external_url("accounts.confirm_signup", token=link.token),
+                hours=links.hours(),
+            )
+        return links.check_inbox(email, delivery)
+    return render_template("accounts/signup.html", form=form), 400 if form.errors else 200
+
+
+def _invalid_link(message: str) -> tuple[str, int]:
+    return render_template("accounts/link_invalid.html", message=message), 404
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def confirm_signup(token: str) -> str | Response | tuple[str, int]:
+    """Following the link shows a form; the account exists once a password is chosen."""
+    if current_user.is_authenticated:
+        flash("You are logged in. Log out first to create another vault.", "info")
+        return redirect(url_for("web.dashboard"))
+    try:
+        pending = confirmations.open_link(db.session, ConfirmationPurpose.SIGNUP, token, utcnow())
+    except confirmations.InvalidLink as exc:
+        return _invalid_link(str(exc))
+    form = ChoosePasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = confirmations.confirm_signup(
+                db.session, keys(), passwords(), token, form.password.data
+            )
+        except confirmations.InvalidLink as exc:
+            db.session.rollback()
+            return _invalid_link(str(exc))
         except EmailInUse:
             db.session.rollback()
-            form.email.errors.append("An account with this e-mail already exists. Log in instead.")
+            return render_template(
+                "accounts/link_invalid.html",
+                message="This address has a vault already. Log in instead.",
+            ), 409
         except operations.WeakPassword as exc:
             db.session.rollback()
             form.password.errors.append(str(exc))
         else:
             db.session.commit()
-            _start_session(user)
+            sessions.start_session(user)
             flash("Welcome to your vault. Fill in your profile whenever you like.", "success")
             return redirect(url_for("profile.edit"))
-    return render_template("accounts/signup.html", form=form), 400 if form.errors else 200
+    return render_template(
+        "accounts/confirm_signup.html", form=form, email=pending.email
+    ), 400 if form.errors else 200
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -135,23 +186,30 @@ def login() -> str | Response | tuple[str, int]:
         return redirect(url_for("web.dashboard"))
     form = LoginForm()
     if form.validate_on_submit():
+        subject = guards.password_subject(
+            blind_index(keys().secret("blind_index"), form.email.data)
+        )
+        wait = guards.claim(subject)
+        if wait is not None:
+            form.form_errors.append(wait.message)
+            return guards.too_many(render_template("accounts/login.html", form=form), wait)
         user = operations.authenticate(
             db.session, keys(), passwords(), form.email.data, form.password.data
         )
         if user is None:
             form.form_errors.append(LOGIN_FAILED)
-        elif user.totp_enabled:
-            db.session.commit()
-            session.clear()
-            session["pending_2fa"] = {
-                "user": user.get_id(),
-                "at": time.time(),
-                "next": _safe_next(request.args.get("next")),
-            }
-            return redirect(url_for("accounts.second_factor"))
         else:
-            db.session.commit()
-            _start_session(user)
+            db.session.commit()  # a rehashed password; before the throttle's own connection
+            guards.guessed_right(subject)
+            if user.totp_enabled:
+                session.clear()
+                session["pending_2fa"] = {
+                    "user": user.get_id(),
+                    "at": time.time(),
+                    "next": _safe_next(request.args.get("next")),
+                }
+                return redirect(url_for("accounts.second_factor"))
+            sessions.start_session(user)
             return redirect(_safe_next(request.args.get("next")))
     status = 401 if form.form_errors else 400 if form.errors else 200
     return render_template("accounts/login.html", form=form), status
@@ -171,10 +229,16 @@ def second_factor() -> str | Response | tuple[str, int]:
         return redirect(url_for("accounts.login"))
     form = SecondFactorForm()
     if form.validate_on_submit():
+        subject = guards.second_factor_subject(user)
+        wait = guards.claim(subject)
+        if wait is not None:
+            form.code.errors.append(wait.message)
+            return guards.too_many(render_template("accounts/second_factor.html", form=form), wait)
         if operations.verify_second_factor(db.session, keys(), user, form.code.data):
             db.session.commit()
+            guards.guessed_right(subject)
             target = pending.get("next")
-            _start_session(user)
+            sessions.start_session(user)
             return redirect(_safe_next(target))
         db.session.rollback()
         form.code.errors.append("That code is not valid. Try the current code or a recovery code.")
@@ -201,6 +265,16 @@ def logout() -> Response:
 def security() -> str | Response | tuple[str, int]:
     form = ChangePasswordForm()
     if form.validate_on_submit():
+        subject = guards.own_password_subject()
+        wait = guards.claim(subject)
+        if wait is not None:
+            form.current_password.errors.append(wait.message)
+            return guards.too_many(
+                render_template(
+                    "accounts/security.html", form=form, disable_form=PasswordConfirmForm()
+                ),
+                wait,
+            )
         try:
             operations.change_password(
                 db.session,
@@ -217,7 +291,8 @@ def security() -> str | Response | tuple[str, int]:
             form.current_password.errors.append(str(exc))
         else:
             db.session.commit()
-            _start_session(current_user._get_current_object())
+            guards.guessed_right(subject)
+            sessions.start_session(current_user._get_current_object())
             flash("Your password was changed. Other sessions were logged out.", "success")
             return redirect(url_for("accounts.security"))
     return render_template(
@@ -242,7 +317,7 @@ def enable_2fa() -> str | Response | tuple[str, int]:
         else:
             db.session.commit()
             user = current_user._get_current_object()
-            _start_session(user)
+            sessions.start_session(user)
             return render_template("accounts/recovery_codes.html", codes=codes)
     email = load_profile(db.session, keys(), current_user.id).get("email", "")
     uri = operations.totp_provisioning_uri(secret, email)
@@ -258,6 +333,18 @@ def enable_2fa() -> str | Response | tuple[str, int]:
 def disable_2fa() -> str | Response | tuple[str, int]:
     form = PasswordConfirmForm()
     if form.validate_on_submit():
+        subject = guards.own_password_subject()
+        wait = guards.claim(subject)
+        if wait is not None:
+            form.password.errors.append(wait.message)
+            return guards.too_many(
+                render_template(
+                    "accounts/security.html",
+                    form=ChangePasswordForm(formdata=None),
+                    disable_form=form,
+                ),
+                wait,
+            )
         try:
             operations.disable_totp(db.session, passwords(), current_user, form.password.data)
         except operations.AccountError as exc:
@@ -265,7 +352,8 @@ def disable_2fa() -> str | Response | tuple[str, int]:
             form.password.errors.append(str(exc))
         else:
             db.session.commit()
-            _start_session(current_user._get_current_object())
+            guards.guessed_right(subject)
+            sessions.start_session(current_user._get_current_object())
             flash("Two-step verification is off.", "info")
             return redirect(url_for("accounts.security"))
     return render_template(
@@ -279,6 +367,11 @@ def disable_2fa() -> str | Response | tuple[str, int]:
 def delete_account() -> str | Response | tuple[str, int]:
     form = DeleteAccountForm()
     if form.validate_on_submit():
+        subject = guards.own_password_subject()
+        wait = guards.claim(subject)
+        if wait is not None:
+            form.password.errors.append(wait.message)
+            return guards.too_many(render_template("accounts/delete.html", form=form), wait)
         try:
             operations.delete_account(db.session, passwords(), current_user, form.password.data)
         except operations.AccountError as exc:
@@ -286,6 +379,7 @@ def delete_account() -> str | Response | tuple[str, int]:
             form.password.errors.append(str(exc))
         else:
             db.session.commit()
+            guards.guessed_right(subject)
             logout_user()
             session.clear()
             return render_template("accounts/deleted.html")

@@ -121,5 +121,21 @@ def save_profile(session: Session, keys: KeyProvider, user: User, values: dict[s
     session.flush()
 
 
+def change_login_email(session: Session, keys: KeyProvider, user: User, email: str) -> None:
+    """Make ``email`` (confirmed by its owner: ``vault.accounts.confirmations``) the
+    customer's login and profile e-mail; refused if another account uses it by now."""
+    index = blind_index(keys.secret("blind_index"), email)
+    if email_index_in_use(session, index, except_user_id=user.id):
+        raise EmailInUse(email)
+    user.email_index = index
+    ciphertext = cipher_for(session, keys, user.id).encrypt("email", _encode(email))
+    row = session.get(ProfileField, (user.id, "email"))
+    if row is None:
+        session.add(ProfileField(user_id=user.id, name="email", ciphertext=ciphertext))
+    else:
+        row.ciphertext = ciphertext
+    session.flush()
+
+
 def delete_profile(session: Session, user_id: str) -> None:
     session.execute(delete(ProfileField).where(ProfileField.user_id == user_id))

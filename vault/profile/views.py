@@ -2,14 +2,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from vault import mail
+from vault.accounts import confirmations, links, ratelimits
+from vault.accounts.forms import ConfirmForm
+from vault.accounts.models import ConfirmationPurpose
 from vault.accounts.views import customer_required
+from vault.crypto.keyed_hash import blind_index
 from vault.extensions import db
+from vault.models import utcnow
 from vault.profile.operations import (
     ADDRESS_PARTS,
     PROFILE_CLAIMS,
@@ -65,10 +71,72 @@ def flatten_errors(messages: dict[str, Any], prefix: str = "") -> dict[str, list
     return flat
 
 
+EMAIL_CHANGE_LIMITED = (
+    "You asked to change your e-mail address too often. Wait an hour and try again."
+)
+
+
+def _email_change_allowed(email: str) -> str | None:
+    """Why a change to ``email`` may not start now (per account, then per address), or None.
+    The same for a taken and a free address: the limits never look at who uses it."""
+    config = current_app.config
+    if not ratelimits.allow(
+        config["VAULT_EMAIL_CHANGE_RATE_LIMIT"], "email-change", current_user.id
+    ):
+        return EMAIL_CHANGE_LIMITED
+    if not links.mail_allowed(email):
+        return links.MAIL_LIMITED
+    return None
+
+
+def _send_change_mail(link: confirmations.LinkRequest) -> str:
+    """Mail the new address (a link) or its owner (someone tried); the flash to show."""
+    if link.address_taken:
+        delivery = mail.send("email_change_taken", link.email)
+    else:
+        delivery = mail.send(
+            "email_change_confirm",
+            link.email,
+            link=mail.external_url("profile.confirm_email", token=link.token),
+            hours=links.hours(),
+        )
+    message = (
+        f"Your profile was saved. To use {link.email} we sent a link to it: your current "
+        f"address stays your login until you follow that link within {links.hours()} hours."
+    )
+    if not delivery.ok:
+        message += " The mail could not be sent just now; save the address again later."
+    if (where := links.written_to(delivery)) is not None:
+        message += f" (Development: no VAULT_SMTP_URL is set, so the mail is in {where}.)"
+    return message
+
+
+def _start_email_change(
+    data: dict[str, Any],
+) -> tuple[confirmations.LinkRequest | None, str | None]:
+    """A new address in ``data`` becomes a link to mail (or a refusal by the limits), and
+    ``data`` keeps the current address, which stays until the link is followed."""
+    new_email = data["email"]
+    if blind_index(keys().secret("blind_index"), new_email) == current_user.email_index:
+        return None, None  # the same address, perhaps in other letters: saved as typed
+    refusal = _email_change_allowed(new_email)
+    if refusal:
+        return None, refusal
+    link = confirmations.request_email_change(
+        db.session, keys(), current_user, new_email, lifetime=links.lifetime(), now=utcnow()
+    )
+    data["email"] = load_profile(db.session, keys(), current_user.id).get("email")
+    return link, None
+
+
 @bp.route("/profile", methods=["GET", "POST"])
 @customer_required
 def edit() -> str | Response | tuple[str, int]:
+    """Saves the profile at once, but never a new e-mail address: that is only mailed a
+    link (double opt-in), and the answer is the same whether or not another account uses
+    the address."""
     errors: dict[str, list[str]] = {}
+    status = 400
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k != "csrf_token"}
         try:
@@ -77,18 +145,62 @@ def edit() -> str | Response | tuple[str, int]:
             errors = flatten_errors(exc.messages if isinstance(exc.messages, dict) else {})
         for name in unknown_fields(request.form):
             errors[name] = ["This form has no such field; nothing was saved."]
+        link = None
         if not errors:
-            try:
-                save_profile(db.session, keys(), current_user, data)
-            except EmailInUse:
-                db.session.rollback()
-                errors = {"email": ["Another account uses this e-mail address."]}
-            else:
-                db.session.commit()
-                flash("Your profile was saved.", "success")
-                return redirect(url_for("profile.edit"))
+            link, refusal = _start_email_change(data)
+            if refusal:
+                errors, status = {"email": [refusal]}, 429
+        if not errors:
+            save_profile(db.session, keys(), current_user, data)
+            db.session.commit()
+            flash(_send_change_mail(link) if link else "Your profile was saved.", "success")
+            return redirect(url_for("profile.edit"))
     else:
         values = profile_to_form(load_profile(db.session, keys(), current_user.id))
     return render_template(
         "profile/edit.html", values=values, errors=errors, address_parts=ADDRESS_PARTS
-    ), 400 if errors else 200
+    ), status if errors else 200
+
+
+@bp.route("/profile/email/confirm/<token>", methods=["GET", "POST"])
+@customer_required
+def confirm_email(token: str) -> str | Response | tuple[str, int]:
+    """The new address becomes the login when the account that asked follows the link
+    (logged in as itself: a link reaching someone else by a typo changes nothing)."""
+    try:
+        pending = confirmations.open_link(
+            db.session, ConfirmationPurpose.EMAIL_CHANGE, token, utcnow(), user_id=current_user.id
+        )
+    except confirmations.InvalidLink as exc:
+        return _invalid_link(str(exc))
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        old_email = load_profile(db.session, keys(), current_user.id).get("email")
+        try:
+            new_email = confirmations.confirm_email_change(db.session, keys(), current_user, token)
+        except confirmations.InvalidLink as exc:
+            db.session.rollback()
+            return _invalid_link(str(exc))
+        except EmailInUse:
+            db.session.rollback()
+            return render_template(
+                "accounts/link_invalid.html",
+                message="Another account uses this address by now, so your address stays.",
+            ), 409
+        db.session.commit()
+        if old_email:
+            mail.send("email_changed", old_email)
+        flash(f"Your e-mail address is now {new_email}. Log in with it from now on.", "success")
+        return redirect(url_for("profile.edit"))
+    return render_template("profile/confirm_email.html", form=form, email=pending.email)
+
+
+def _invalid_link(message: str) -> tuple[str, int]:
+    return render_template(
+        "accounts/link_invalid.html",
+        message=message
+        + (
+            " Log in as the account that asked for the change, or change the address again "
+            "on your profile for a new link."
+        ),
+    ), 404
