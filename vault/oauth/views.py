@@ -4,6 +4,7 @@ import base64
 import binascii
 import contextlib
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,6 +25,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from vault.accounts import guards
 from vault.accounts import operations as account_operations
 from vault.api.problems import problem
 from vault.extensions import csrf, db, limiter
@@ -256,25 +258,39 @@ def reauthenticate() -> Any:
         ), 400
     user = current_user._get_current_object()
     form = ReauthenticateForm()
+    page = partial(
+        render_template,
+        "oauth/reauthenticate.html",
+        form=form,
+        vendor=client.vendor,
+        needs_code=user.totp_enabled,
+    )
     if form.validate_on_submit():
+        # The same guessing limits as at log-in: the password, then the code, each counted.
+        password = guards.own_password_subject()
+        code = guards.second_factor_subject(user) if user.totp_enabled else None
+        for subject in (password, code):
+            wait = guards.claim(subject) if subject is not None else None
+            if wait is not None:
+                form.form_errors.append(wait.message)
+                return guards.too_many(page(), wait)
         if passwords().verify(user.password_hash, form.password.data) and (
-            not user.totp_enabled
+            code is None
             or account_operations.verify_second_factor(
                 db.session, keys(), user, form.code.data or ""
             )
         ):
             session["auth_time"] = int(time.time())
             db.session.commit()  # a spent recovery code or TOTP step
+            for subject in (password, code):
+                if subject is not None:
+                    guards.guessed_right(subject)
             return redirect(target)
         db.session.rollback()
         form.form_errors.append(
-            "The password or code is not correct."
-            if user.totp_enabled
-            else "The password is not correct."
+            "The password or code is not correct." if code else "The password is not correct."
         )
-    return render_template(
-        "oauth/reauthenticate.html", form=form, vendor=client.vendor, needs_code=user.totp_enabled
-    ), 401 if form.form_errors else 400 if form.errors else 200
+    return page(), 401 if form.form_errors else 400 if form.errors else 200
 
 
 def _preview(profile: dict[str, Any], scope: str) -> list[tuple[str, str]]:

@@ -130,3 +130,39 @@ def test_a_customer_who_logs_in_for_prompt_login_is_not_asked_twice(vault):
     assert consent.status_code == 200
     response = vault.decide(browser, consent)
     assert "code=" in response.headers["Location"]
+
+
+def test_guessing_the_password_at_re_authentication_is_delayed_like_at_log_in(vault):
+    client = vault.vendor("Strict RP")
+    customer = vault.customer(**PROFILE)
+    browser = vault.browser(customer)
+    time.sleep(2)
+    auth = vault.authorization(client, "openid email", prompt="login")
+    location = browser.get(auth.url, allow_redirects=False, timeout=10).headers["Location"]
+    answers = []
+    for _ in range(8):
+        page = browser.get(vault.base + location, timeout=10)
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+        answers.append(
+            browser.post(
+                vault.base + location,
+                data={"csrf_token": token, "password": "a wrong guess, again"},
+                allow_redirects=False,
+                timeout=10,
+            )
+        )
+    assert answers[0].status_code == 401
+    delayed = [a for a in answers if a.status_code == 429]
+    assert delayed, [a.status_code for a in answers]
+    assert int(delayed[0].headers["Retry-After"]) > 0
+    assert "Too many wrong attempts" in delayed[0].text
+    # While the delay runs even the right password waits: guessing gains nothing.
+    page = browser.get(vault.base + location, timeout=10)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    right = browser.post(
+        vault.base + location,
+        data={"csrf_token": token, "password": customer.password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert right.status_code == 429
