@@ -1,4 +1,4 @@
-"""vendor verification: when and by whom; unsafe vendor URLs removed
+"""vendor verification: when and by whom; unsafe vendor URLs removed; stale requests closed
 
 Revision ID: 0012
 Revises: 0009
@@ -12,9 +12,15 @@ hold a ``javascript:`` or ``data:`` link, one without a host or with credentials
 such a URL is removed (set to NULL) here, and a vendor whose URLs were removed loses its
 badge, as after any other change of what the badge vouches for. http and https links with
 a host are left alone (http ones are refused at the next save outside development).
+
+Consent requests still pending from a business the customer blocked, or whose connection
+the customer ended (no live grant, and the grant that ended last was revoked by the
+customer), are closed (status ``closed``), as the vault does from now on when the customer
+blocks or revokes.
 """
 
 import re
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -76,6 +82,83 @@ def upgrade():
             connection.execute(
                 sa.update(vendors).where(vendors.c.id == row.id).values(**unsafe, verified=False)
             )
+
+
+def _aware(value):
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    if isinstance(value, str):  # SQLite without the model's type
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _close_stale_requests(connection):
+    requests = sa.table(
+        "consent_requests",
+        sa.column("id", sa.String),
+        sa.column("user_id", sa.String),
+        sa.column("vendor_id", sa.String),
+        sa.column("status", sa.String),
+        sa.column("answered_at", vault.models.UTCDateTime(timezone=True)),
+    )
+    prefs = sa.table(
+        "vendor_preferences",
+        sa.column("user_id", sa.String),
+        sa.column("vendor_id", sa.String),
+        sa.column("blocked", sa.Boolean),
+    )
+    grants = sa.table(
+        "oauth_grants",
+        sa.column("user_id", sa.String),
+        sa.column("vendor_id", sa.String),
+        sa.column("expires_at", vault.models.UTCDateTime(timezone=True)),
+        sa.column("revoked_at", vault.models.UTCDateTime(timezone=True)),
+        sa.column("revoked_reason", sa.String),
+    )
+    now = datetime.now(UTC)
+    pairs = set(
+        connection.execute(
+            sa.select(requests.c.user_id, requests.c.vendor_id)
+            .where(requests.c.status == "pending")
+            .distinct()
+        ).all()
+    )
+    stale = []
+    for user_id, vendor_id in pairs:
+        blocked = connection.execute(
+            sa.select(prefs.c.blocked).where(
+                prefs.c.user_id == user_id, prefs.c.vendor_id == vendor_id
+            )
+        ).scalar()
+        if blocked:
+            stale.append((user_id, vendor_id))
+            continue
+        rows = connection.execute(
+            sa.select(grants.c.expires_at, grants.c.revoked_at, grants.c.revoked_reason).where(
+                grants.c.user_id == user_id, grants.c.vendor_id == vendor_id
+            )
+        ).all()
+        live, last_end, by_customer = False, None, False
+        for expires_at, revoked_at, reason in rows:
+            expires_at, revoked_at = _aware(expires_at), _aware(revoked_at)
+            if revoked_at is None and (expires_at is None or expires_at > now):
+                live = True
+                continue
+            end = min(t for t in (revoked_at, expires_at) if t is not None)
+            if last_end is None or end > last_end:
+                last_end, by_customer = end, end == revoked_at and reason == "customer"
+        if not live and by_customer:
+            stale.append((user_id, vendor_id))
+    for user_id, vendor_id in stale:
+        connection.execute(
+            sa.update(requests)
+            .where(
+                requests.c.user_id == user_id,
+                requests.c.vendor_id == vendor_id,
+                requests.c.status == "pending",
+            )
+            .values(status="closed", answered_at=now)
+        )
 
 
 def downgrade():
