@@ -82,6 +82,7 @@ def upgrade():
             connection.execute(
                 sa.update(vendors).where(vendors.c.id == row.id).values(**unsafe, verified=False)
             )
+    _close_stale_requests(connection)
 
 
 def _aware(value):
@@ -162,6 +163,12 @@ def _close_stale_requests(connection):
 
 
 def downgrade():
-    with op.batch_alter_table("vendors", schema=None) as batch_op:
-        batch_op.drop_column("verified_by")
-        batch_op.drop_column("verified_at")
+    if op.get_bind().dialect.name == "sqlite":
+        # Not batch mode: it would copy, drop and rename ``vendors``, and dropping the table
+        # cascades (foreign keys are on) to every grant, topic and request of every vendor.
+        # Plain columns without constraints can be dropped in place (SQLite 3.35+).
+        op.execute("ALTER TABLE vendors DROP COLUMN verified_by")
+        op.execute("ALTER TABLE vendors DROP COLUMN verified_at")
+        return
+    op.drop_column("vendors", "verified_by")
+    op.drop_column("vendors", "verified_at")
