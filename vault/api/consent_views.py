@@ -155,23 +155,23 @@ def _admit_request(vendor_id: str, user_id: str) -> None:
     ``VAULT_CONSENT_REQUEST_RATE_LIMIT`` (in the rate limiter's storage, shared by every
     process when it is Redis); over the limit, refuse it with 429 and Retry-After.
 
-    Every limit is tested before any is counted, so a refused request spends nothing."""
+    ``hit`` counts and checks in one step (an atomic increment in Redis), so concurrent
+    requests cannot all slip under the limit. With several limits (``"3 per day; 10 per
+    month"``), one refused by a later limit still counts against the earlier ones, as the
+    API's per-client limit does."""
     strategy = limiter.limiter
-    items = parse_many(current_app.config["VAULT_CONSENT_REQUEST_RATE_LIMIT"])
     keys_ = (REQUEST_NAMESPACE, vendor_id, user_id)
-    for item in items:
-        if not strategy.test(item, *keys_):
+    for item in parse_many(current_app.config["VAULT_CONSENT_REQUEST_RATE_LIMIT"]):
+        if not strategy.hit(item, *keys_):
             reset_at = strategy.get_window_stats(item, *keys_).reset_time
             raise vendor_api.RequestError(
                 "consent-request-limit",
                 "Too many consent requests",
-                f"Your business may send this customer {item} new consent requests; "
-                "wait before asking again.",
+                "Your business may send this customer no more new consent requests for now "
+                f"(limit: {item}); wait before asking again.",
                 status=429,
                 retry_after=max(1, math.ceil(reset_at - time.time())),
             )
-    for item in items:
-        strategy.hit(item, *keys_)
 
 
 def _request_response(row: ConsentRequest, sub: str, status: int) -> Response:
