@@ -25,6 +25,7 @@ from consent.models import (
     TopicConsent,
     VendorPreference,
 )
+from consent.snapshot import request_refusals
 from vault.consents import ledger as ledger_store
 from vault.crypto.keyed_hash import pseudonym
 from vault.crypto.keyring import KeyProvider
@@ -35,6 +36,9 @@ from vault.oauth.scopes import ALL_SCOPES, claim_names
 from vault.vendors.models import ContactTopic, Vendor
 
 VAULT_CONTROLLER = "CMR Vault (your own settings)"
+# A consent request's status once the customer blocked the business or ended the
+# connection before answering it.
+CLOSED = "closed"
 
 
 def subject_of(keys: KeyProvider, user_id: str) -> str:
@@ -260,6 +264,8 @@ def _save_vendor(recorder: _Recorder, vendor_id: str, settings: VendorSettings) 
         settings.cap_per_day,
         settings.cap_per_week,
     )
+    if settings.blocked and not before.blocked:
+        close_requests(session, recorder.user_id, vendor_id)
     if before.blocked != settings.blocked:
         recorder.record(
             "vendor_blocked" if settings.blocked else "vendor_unblocked",
@@ -388,10 +394,20 @@ def answer_request(
     request = session.get(ConsentRequest, request_id)
     if request is None or request.user_id != user_id:
         raise LookupError("no such consent request")
+    if request.status == CLOSED:
+        raise ConsentError(
+            "This request was closed when you blocked the business or ended the connection."
+        )
     if request.status != "pending":
         raise ConsentError("You already answered this request.")
+    now = utcnow()
     issued: list[ConsentReceipt] = []
     if approve:
+        if request_refusals(session, user_id, now, [request.vendor_id]):
+            raise ConsentError(
+                f"You blocked {request.vendor.name} or ended your connection with it: "
+                "its requests are closed."
+            )
         changes = ConsentChanges()
         for topic_id in request.topics:
             topic = session.get(ContactTopic, topic_id)
@@ -401,7 +417,9 @@ def answer_request(
             for channel in request.channels:
                 if channel not in CHANNELS:
                     raise ConsentError(f"The request names an unknown channel {channel!r}.")
-                changes.topics[(topic_id, channel)] = TopicChoice(State.GRANTED)
+                changes.topics[(topic_id, channel)] = TopicChoice(
+                    State.GRANTED, kept_expiry(session, user_id, topic_id, channel, now)
+                )
         issued = save_consents(session, keys, user_id, changes, source="ui")
     else:
         # Nothing changes, but the answer is the customer's: the ledger keeps it, so the
@@ -431,14 +449,60 @@ def answer_request(
     return request, issued
 
 
-def pending_requests(session: Session, user_id: str) -> list[ConsentRequest]:
-    return list(
+def kept_expiry(
+    session: Session, user_id: str, topic_id: str, channel: str, now: datetime
+) -> datetime | None:
+    """The customer's own "allowed until" date on an allowed topic x channel, if it still
+    lies ahead: approving a business's request keeps it rather than silently making the
+    consent open-ended. (A date that has passed ended that consent; a new yes starts
+    without one.)"""
+    row = session.get(TopicConsent, (user_id, topic_id, channel))
+    if (
+        row is not None
+        and row.state == str(State.GRANTED)
+        and row.expires_at is not None
+        and row.expires_at > now
+    ):
+        return row.expires_at
+    return None
+
+
+def pending_requests(
+    session: Session, user_id: str, now: datetime | None = None
+) -> list[ConsentRequest]:
+    """Requests waiting for the customer's answer; none from a business the customer
+    blocked or whose connection they ended (``consent.snapshot.request_refusals``)."""
+    rows = list(
         session.scalars(
             select(ConsentRequest)
             .where(ConsentRequest.user_id == user_id, ConsentRequest.status == "pending")
             .order_by(ConsentRequest.created_at)
         )
     )
+    if not rows:
+        return rows
+    refused = request_refusals(session, user_id, now or utcnow(), {row.vendor_id for row in rows})
+    return [row for row in rows if row.vendor_id not in refused]
+
+
+def close_requests(session: Session, user_id: str, vendor_id: str) -> list[ConsentRequest]:
+    """Close the business's pending requests: the customer blocked it or ended the
+    connection, so they will not be answered (the vendor API shows them as closed)."""
+    rows = list(
+        session.scalars(
+            select(ConsentRequest).where(
+                ConsentRequest.user_id == user_id,
+                ConsentRequest.vendor_id == vendor_id,
+                ConsentRequest.status == "pending",
+            )
+        )
+    )
+    now = utcnow()
+    for row in rows:
+        row.status = CLOSED
+        row.answered_at = now
+    session.flush()
+    return rows
 
 
 def end_relationship(
@@ -492,6 +556,8 @@ def end_relationship(
                     receipts.ReceiptEvent(event.seq, event.hash, "grant_revoked"),
                 )
             )
+        if request_refusals(session, user_id, utcnow(), [vendor.id]):
+            close_requests(session, user_id, vendor.id)  # the last connection ended
     if stop_contact:
         row = session.get(VendorPreference, (user_id, vendor.id))
         _save_vendor(

@@ -21,7 +21,7 @@ from consent.models import (
     VendorPreference,
 )
 from vault.accounts.models import AccountStatus, User
-from vault.oauth.models import Grant
+from vault.oauth.models import Grant, grant_ended
 from vault.vendors.models import ContactTopic
 
 # Ids per IN (...) query on databases without a one-parameter set (see _id_sets).
@@ -189,3 +189,53 @@ def load_consents(
         )
         for user_id, is_active in active.items()
     }
+
+
+# Why a customer no longer receives a business's consent requests (stable codes: the
+# vendor API names them in its problem types, the pages hide such requests).
+VENDOR_BLOCKED = "vendor_blocked"
+CONNECTION_ENDED = "connection_ended"
+
+
+def request_refusals(
+    session: Session, user_id: str, now: datetime, vendor_ids: Iterable[str] | None = None
+) -> dict[str, str]:
+    """The businesses whose consent requests this customer no longer receives, and why.
+
+    - ``vendor_blocked``: the customer blocked all contact from the business.
+    - ``connection_ended``: the customer ended the connection: the business has no live
+      grant, and the grant that ended last was revoked by the customer. A grant that only
+      ran out (the customer chose how long it lasts) or was revoked by the vault itself
+      (a replayed refresh token) does not count, and a new grant reopens the door.
+
+    A business that never had a grant falls under the API's other rules (it has no
+    subject for the customer at all).
+    """
+    wanted = None if vendor_ids is None else list(dict.fromkeys(vendor_ids))
+    refusals: dict[str, str] = {}
+    grants = select(
+        Grant.vendor_id, Grant.expires_at, Grant.revoked_at, Grant.revoked_reason
+    ).where(Grant.user_id == user_id)
+    blocked = select(VendorPreference.vendor_id).where(
+        VendorPreference.user_id == user_id, VendorPreference.blocked.is_(True)
+    )
+    if wanted is not None:
+        grants = grants.where(Grant.vendor_id.in_(wanted))
+        blocked = blocked.where(VendorPreference.vendor_id.in_(wanted))
+    # vendor -> (live, end of the grant that ended last, was that end the customer's)
+    latest: dict[str, tuple[bool, datetime | None, bool]] = {}
+    for vendor_id, expires_at, revoked_at, reason in session.execute(grants):
+        live, last_end, by_customer = latest.get(vendor_id, (False, None, False))
+        if not grant_ended(revoked_at, expires_at, now):
+            latest[vendor_id] = (True, last_end, by_customer)
+            continue
+        # Ended by whichever came first: the customer's revocation or the expiry.
+        end = min(t for t in (revoked_at, expires_at) if t is not None)
+        if last_end is None or end > last_end:
+            latest[vendor_id] = (live, end, end == revoked_at and reason == "customer")
+    for vendor_id, (live, _end, by_customer) in latest.items():
+        if not live and by_customer:
+            refusals[vendor_id] = CONNECTION_ENDED
+    for vendor_id in session.scalars(blocked):
+        refusals[vendor_id] = VENDOR_BLOCKED  # the stronger reason wins
+    return refusals

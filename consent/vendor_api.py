@@ -10,7 +10,7 @@ request back is an index lookup, however many customers the vendor has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session
 from consent.engine import CHANNELS, Decision, Topic, decide
 from consent.engine import Vendor as EngineVendor
 from consent.models import ConsentRequest
-from consent.snapshot import load_consents
+from consent.snapshot import (
+    CONNECTION_ENDED,
+    VENDOR_BLOCKED,
+    load_consents,
+    request_refusals,
+)
 from vault.oauth.operations import resolve_subjects
 from vault.vendors.models import ContactTopic, Vendor
 
@@ -144,11 +149,37 @@ def subject_view(
 
 
 class RequestError(ValueError):
-    """A consent request that cannot be accepted: ``slug`` and a message for the vendor."""
+    """A consent request that cannot be accepted: an HTTP ``status``, a stable ``slug`` and
+    a message for the vendor; ``retry_after`` (seconds) when it may be tried later."""
 
-    def __init__(self, slug: str, title: str, detail: str) -> None:
+    def __init__(
+        self,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        status: int = 422,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(detail)
         self.slug, self.title, self.detail = slug, title, detail
+        self.status, self.retry_after = status, retry_after
+
+
+# The customer no longer receives this business's requests (consent.snapshot.request_refusals).
+REFUSALS = {
+    VENDOR_BLOCKED: (
+        "vendor-blocked",
+        "Blocked by the customer",
+        "This customer blocked all contact from your business; consent requests are not delivered.",
+    ),
+    CONNECTION_ENDED: (
+        "connection-ended",
+        "Connection ended by the customer",
+        "This customer ended their connection with your business; consent requests are not "
+        "delivered until they connect again.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -166,13 +197,24 @@ def request_consent(
     message: str,
     *,
     account_active: bool,
+    now: datetime,
+    admit: Callable[[], None] | None = None,
 ) -> RequestResult:
     """Store a pending request; an identical pending one (same topics and channels) is
-    returned instead of a second copy."""
+    returned instead of a second copy.
+
+    Refused (``RequestError``, nothing stored): a closed account (422), a customer who
+    blocked the business or ended the connection (403, ``REFUSALS``), an undeclared topic
+    (422). ``admit`` is called only when a new request would be stored, and may refuse it
+    (the caller's rate limit: answering again with a pending request costs nothing)."""
     if not account_active:
         raise RequestError(
             "account-closed", "Account closed", "This customer closed their account."
         )
+    refusal = request_refusals(session, user_id, now, [vendor.id]).get(vendor.id)
+    if refusal is not None:
+        slug, title, detail = REFUSALS[refusal]
+        raise RequestError(slug, title, detail, status=403)
     declared = vendor_topics(session, vendor.id)
     names = list(dict.fromkeys(topic_names))
     unknown = [name for name in names if name not in declared]
@@ -193,6 +235,8 @@ def request_consent(
     ):
         if set(pending.topics) == set(topic_ids) and set(pending.channels) == set(channel_list):
             return RequestResult(pending, created=False)
+    if admit is not None:
+        admit()
     row = ConsentRequest(
         vendor_id=vendor.id,
         user_id=user_id,

@@ -141,6 +141,11 @@ def build_config(
         "VAULT_ID_TOKEN_LIFETIME": env.integer("VAULT_ID_TOKEN_LIFETIME", 900),
         "VAULT_TOKEN_RATE_LIMIT": env.get("VAULT_TOKEN_RATE_LIMIT", "120 per minute"),
         "VAULT_API_RATE_LIMIT": env.get("VAULT_API_RATE_LIMIT", "1200 per minute"),
+        # New consent requests of one business to one customer (repeats of a pending one
+        # are free).
+        "VAULT_CONSENT_REQUEST_RATE_LIMIT": env.get(
+            "VAULT_CONSENT_REQUEST_RATE_LIMIT", "3 per day"
+        ),
         # argon2id cost; RFC 9106 "second recommended option" by default.
         "VAULT_ARGON2_TIME_COST": env.integer("VAULT_ARGON2_TIME_COST", 3),
         "VAULT_ARGON2_MEMORY_COST": env.integer("VAULT_ARGON2_MEMORY_COST", 65536),

@@ -196,3 +196,87 @@ def test_customer_sets_channels_consent_and_quiet_hours(
     expect(page.get_by_role("cell", name="termination")).to_be_visible()
     page.goto(live_server + "/consents")
     expect(email_cell).to_contain_text("You blocked all contact from Acme Outdoor.")
+
+
+def test_a_yes_to_a_request_says_what_stays_off_and_offers_the_switch(
+    live_app: Flask, live_server: str, shop: dict[str, str], page: Any, tmp_path: Any
+) -> None:
+    """Issue 9, items 14 and 15: the customer allows e-mail until a date of their own and has
+    text messages off; the business asks for both; the yes keeps the date and says plainly
+    that text messages stay off, with a button that switches them on."""
+    from playwright.sync_api import expect
+
+    from consent.engine import State
+    from consent.models import ConsentRequest
+    from consent.operations import ConsentChanges, TopicChoice, save_consents
+    from vault.vendors.models import ContactTopic
+
+    customer = factories.customer(live_app)
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=90)
+    day = until.strftime("%Y-%m-%d")
+    with live_app.app_context():
+        db.session.add(
+            Grant(
+                user_id=customer.id,
+                client_id=shop["client_id"],
+                vendor_id=shop["vendor_id"],
+                scope="openid email",
+            )
+        )
+        newsletter = db.session.scalars(
+            db.select(ContactTopic).where(
+                ContactTopic.vendor_id == shop["vendor_id"], ContactTopic.name == "newsletter"
+            )
+        ).one()
+        save_consents(
+            db.session,
+            keys(),
+            customer.id,
+            ConsentChanges(
+                channels={"sms": False},
+                topics={(newsletter.id, "email"): TopicChoice(State.GRANTED, until)},
+            ),
+        )
+        db.session.add(
+            ConsentRequest(
+                vendor_id=shop["vendor_id"],
+                user_id=customer.id,
+                topics=[newsletter.id],
+                channels=["email", "sms"],
+                message="Deals by e-mail and text, twice a month.",
+            )
+        )
+        db.session.commit()
+
+    page.goto(live_server + "/login")
+    page.get_by_label("E-mail").fill(customer.email)
+    page.get_by_label("Password").fill(customer.password)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live_server + "/consents")
+    request_card = page.locator("article.request")
+    expect(request_card).to_contain_text("Deals by e-mail and text, twice a month.")
+    expect(request_card).to_contain_text(f"newsletter by e-mail until {day}")
+    page.get_by_role("button", name="Allow Acme Outdoor").click()
+
+    expect(
+        page.get_by_role("heading", name="You said yes, but Acme Outdoor still cannot contact you")
+    ).to_be_visible()
+    expect(page.get_by_text(f"until {day} (your own date, kept)")).to_be_visible()
+    expect(
+        page.get_by_text(
+            "Contact by text message is switched off for every business, so it stays off"
+        )
+    ).to_be_visible()
+    expect(page.get_by_text("You allowed Acme Outdoor to contact you as it asked")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "request-answered.png"), full_page=True)
+
+    page.get_by_role("button", name="Switch contact by text message on").click()
+    expect(
+        page.get_by_role("heading", name="You allowed Acme Outdoor to contact you as it asked")
+    ).to_be_visible()
+    expect(
+        page.get_by_text("Contact by text message is on again for every business.")
+    ).to_be_visible()
+    page.goto(live_server + "/consents")
+    expect(page.get_by_label("Contact by text message")).to_be_checked()
+    expect(page.get_by_label("Allowed until (newsletter by e-mail)")).to_have_value(day)

@@ -124,9 +124,77 @@ def test_profile_rejects_a_non_url_and_keeps_the_old_values(app, member_client):
         form_page="/business",
     )
     assert response.status_code == 400
-    assert "Enter a full URL." in response.get_data(as_text=True)
+    assert "Website must be a full https:// address" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Vendor, member_client.vendor_id).website is None
+
+
+UNSAFE_URLS = [
+    ("javascript:alert(document.cookie)", "not javascript:"),
+    ("JavaScript:alert(1)", "not javascript:"),
+    # Passes WTForms' URL() validator, which the portal used before: a scheme and "//".
+    ("javascript://shop.example/%0Aalert(1)", "not javascript:"),
+    ("data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==", "not data:"),
+    ("vbscript:msgbox(1)", "not vbscript:"),
+    ("ftp://shop.example/logo.png", "not ftp:"),
+    ("http://shop.example/", "must use https"),
+    ("http://192.168.1.10/", "must use https"),
+    ("http://localhost.attacker.example/", "must use https"),
+    ("https://shop.example@attacker.example/", "user name or password"),
+    ("https://user:secret@shop.example/", "user name or password"),
+    ("https:///just-a-path", "must name a host"),
+    ("//shop.example/logo.png", "full https:// address"),
+    ("/logo.png", "full https:// address"),
+    ("https://shop.example\\@attacker.example/", "backslashes"),
+    ("https://shop.example/\tpath", "control characters"),
+    ("https://shop.example:99999/", "invalid port"),
+    ("https://shop_example.com/", "invalid host name"),
+]
+
+
+@pytest.mark.parametrize("field", ["website", "logo_url", "privacy_policy_url"])
+@pytest.mark.parametrize(("url", "message"), UNSAFE_URLS, ids=[u for u, _ in UNSAFE_URLS])
+def test_portal_refuses_unsafe_vendor_urls_and_changes_nothing(
+    app, member_client, field, url, message
+):
+    response = factories.post_form(
+        member_client,
+        "/business/profile",
+        {"name": "Renamed Corp", field: url},
+        form_page="/business",
+    )
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        vendor = db.session.get(Vendor, member_client.vendor_id)
+        assert (vendor.name, vendor.website, vendor.logo_url, vendor.privacy_policy_url) == (
+            "Acme Corp",
+            None,
+            None,
+            None,
+        )
+
+
+def test_portal_accepts_https_and_loopback_http_in_testing(app, member_client):
+    response = factories.post_form(
+        member_client,
+        "/business/profile",
+        {
+            "name": "Acme Corp",
+            "website": "  https://acme.example/  ",
+            "logo_url": "http://127.0.0.1:8000/logo.png",
+            "privacy_policy_url": "http://[::1]:8000/privacy",
+        },
+        form_page="/business",
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with app.app_context():
+        vendor = db.session.get(Vendor, member_client.vendor_id)
+        assert (vendor.website, vendor.logo_url, vendor.privacy_policy_url) == (
+            "https://acme.example/",
+            "http://127.0.0.1:8000/logo.png",
+            "http://[::1]:8000/privacy",
+        )
 
 
 def test_cli_add_member_creates_a_portal_account(app):

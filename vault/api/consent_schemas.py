@@ -202,7 +202,12 @@ class ConsentRequestSchema(Schema):
     channels = fields.List(fields.String(), required=True)
     message = fields.String(required=True)
     status = fields.String(
-        required=True, metadata={"description": "pending until the customer answers"}
+        required=True,
+        validate=validate.OneOf(["pending", "approved", "declined", "closed"]),
+        metadata={
+            "description": "pending until the customer answers (approved or declined); "
+            "closed: the customer blocked your business or ended the connection first"
+        },
     )
     created_at = fields.DateTime(required=True)
     answered_at = fields.DateTime(allow_none=True)

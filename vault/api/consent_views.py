@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import current_token
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
+from limits import parse_many
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
@@ -29,7 +32,7 @@ from vault.api.consent_schemas import (
 )
 from vault.api.limits import per_client_limit
 from vault.api.problems import problem
-from vault.extensions import csrf, db
+from vault.extensions import csrf, db, limiter
 from vault.models import utcnow
 from vault.oauth.operations import resolve_subjects
 from vault.oauth.scopes import pairwise_sub
@@ -144,6 +147,33 @@ def check() -> Response:
         return _no_store(jsonify(results=results))
 
 
+REQUEST_NAMESPACE = "consent-request"
+
+
+def _admit_request(vendor_id: str, user_id: str) -> None:
+    """Count one new consent request of this business to this customer against
+    ``VAULT_CONSENT_REQUEST_RATE_LIMIT`` (in the rate limiter's storage, shared by every
+    process when it is Redis); over the limit, refuse it with 429 and Retry-After.
+
+    ``hit`` counts and checks in one step (an atomic increment in Redis), so concurrent
+    requests cannot all slip under the limit. With several limits (``"3 per day; 10 per
+    month"``), one refused by a later limit still counts against the earlier ones, as the
+    API's per-client limit does."""
+    strategy = limiter.limiter
+    keys_ = (REQUEST_NAMESPACE, vendor_id, user_id)
+    for item in parse_many(current_app.config["VAULT_CONSENT_REQUEST_RATE_LIMIT"]):
+        if not strategy.hit(item, *keys_):
+            reset_at = strategy.get_window_stats(item, *keys_).reset_time
+            raise vendor_api.RequestError(
+                "consent-request-limit",
+                "Too many consent requests",
+                "Your business may send this customer no more new consent requests for now "
+                f"(limit: {item}); wait before asking again.",
+                status=429,
+                retry_after=max(1, math.ceil(reset_at - time.time())),
+            )
+
+
 def _request_response(row: ConsentRequest, sub: str, status: int) -> Response:
     response = jsonify(vendor_api.request_view(db.session, row, sub))
     response.status_code = status
@@ -179,10 +209,15 @@ def create_consent_request() -> Response:
             data["channels"],
             data["message"],
             account_active=user.status == AccountStatus.ACTIVE,
+            now=utcnow(),
+            admit=lambda: _admit_request(vendor.id, user.id),
         )
     except vendor_api.RequestError as error:
         db.session.rollback()
-        return problem(422, error.slug, error.title, error.detail)
+        response = problem(error.status, error.slug, error.title, error.detail)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
     db.session.commit()
     return _request_response(result.request, data["sub"], 201 if result.created else 200)
 

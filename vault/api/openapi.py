@@ -181,6 +181,16 @@ def _consent_paths(spec: APISpec) -> None:
                         "content": _json("ConsentRequest"),
                     },
                     **_errors(
+                        (
+                            "403",
+                            "No scope (insufficient_scope), or the customer blocked you "
+                            "(vendor-blocked) or ended the connection (connection-ended)",
+                        ),
+                        (
+                            "429",
+                            "Rate limit of your client, or of new requests to this "
+                            "customer (consent-request-limit), reached; see Retry-After",
+                        ),
                         ("404", "Not one of your customers (unknown-subject)"),
                         (
                             "422",

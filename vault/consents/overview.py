@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent import engine
-from consent.engine import CHANNELS, Decision, Outcome
+from consent.engine import CHANNELS, Decision, Outcome, Rule
 from consent.models import (
     ChannelSetting,
     ConsentPreferences,
@@ -86,11 +86,22 @@ class Business:
         return segments
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A requested topic x channel the customer already allows until a date of their own:
+    approving keeps that date."""
+
+    topic: ContactTopic
+    channel: str
+    until: datetime
+
+
 @dataclass
 class RequestView:
     request: ConsentRequest
     topics: list[ContactTopic]
     channels: list[str]
+    kept: list[Kept] = field(default_factory=list)
 
 
 @dataclass
@@ -194,15 +205,10 @@ def build(session: Session, user_id: str, now: datetime) -> Overview:
             business.rows.append((topic, cells))
         businesses.append(business)
 
-    requests = []
-    for request in pending_requests(session, user_id):
-        topics = [
-            topic
-            for topic_id in request.topics
-            if (topic := session.get(ContactTopic, topic_id)) is not None
-            and topic.vendor_id == request.vendor_id
-        ]
-        requests.append(RequestView(request, topics, [c for c in request.channels]))
+    requests = [
+        request_view(session, request, consents, now)
+        for request in pending_requests(session, user_id, now)
+    ]
 
     return Overview(
         channels={channel: switches.get(channel, True) for channel in CHANNELS},
@@ -213,3 +219,84 @@ def build(session: Session, user_id: str, now: datetime) -> Overview:
         requests=requests,
         now=now,
     )
+
+
+def request_view(
+    session: Session,
+    request: ConsentRequest,
+    consents: dict[tuple[str, str], TopicConsent],
+    now: datetime,
+) -> RequestView:
+    topics = [
+        topic
+        for topic_id in request.topics
+        if (topic := session.get(ContactTopic, topic_id)) is not None
+        and topic.vendor_id == request.vendor_id
+    ]
+    channels = [c for c in request.channels if c in CHANNELS]
+    kept = [
+        Kept(topic, channel, row.expires_at)
+        for topic in topics
+        for channel in channels
+        if (row := consents.get((topic.id, channel))) is not None
+        and row.state == "granted"
+        and row.expires_at is not None
+        and row.expires_at > now
+    ]
+    return RequestView(request, topics, channels, kept)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One requested topic x channel after the answer: the decision right now."""
+
+    topic: ContactTopic
+    channel: str
+    decision: Decision
+    until: datetime | None  # the customer's "allowed until" date, if any
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.outcome != Outcome.DENY
+
+
+@dataclass
+class Answered:
+    """What approving a request really changed: ``decide`` for every pair it named."""
+
+    view: RequestView
+    lines: list[Line]
+
+    @property
+    def all_allowed(self) -> bool:
+        return all(line.allowed for line in self.lines)
+
+    @property
+    def channels_off(self) -> list[str]:
+        """Channels switched off for every business that keep a requested pair refused."""
+        off = {line.channel for line in self.lines if line.decision.rule == Rule.CHANNEL_OFF}
+        return [c for c in CHANNELS if c in off]
+
+
+def answered(session: Session, user_id: str, request: ConsentRequest, now: datetime) -> Answered:
+    consents = {
+        (row.topic_id, row.channel): row
+        for row in session.scalars(select(TopicConsent).where(TopicConsent.user_id == user_id))
+    }
+    view = request_view(session, request, consents, now)
+    snapshot = load_consents(session, [user_id], now, vendor_id=request.vendor_id).get(user_id)
+    who = engine.Vendor(request.vendor.id, request.vendor.name)
+    lines = []
+    for topic in view.topics:
+        what = engine.Topic(topic.name, topic.purpose)
+        for channel in view.channels:
+            row = consents.get((topic.id, channel))
+            lines.append(
+                Line(
+                    topic,
+                    channel,
+                    engine.decide(snapshot, who, channel, what, now),
+                    row.expires_at if row is not None and row.state == "granted" else None,
+                )
+            )
+    return Answered(view, lines)

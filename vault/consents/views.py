@@ -8,8 +8,8 @@ from werkzeug.datastructures import MultiDict
 
 from consent import operations
 from consent.engine import CHANNEL_NAMES, CHANNELS
-from consent.models import ConsentReceipt
-from consent.operations import ConsentError
+from consent.models import ConsentReceipt, ConsentRequest
+from consent.operations import ConsentChanges, ConsentError
 from vault.accounts.views import customer_required
 from vault.consents import forms, overview
 from vault.extensions import db
@@ -85,11 +85,54 @@ def _answer(request_id: str, approve: bool) -> Response:
         db.session.rollback()
         abort(409, str(exc))
     db.session.commit()
-    name = answered.vendor.name
     if approve:
-        flash(f"You allowed {name} to contact you as it asked.", "success")
+        # The page says what the yes really changed: decide() may still refuse a pair.
+        return redirect(url_for("consents.show_request", request_id=answered.id))
+    flash(f"You declined the request of {answered.vendor.name}. Nothing changed.", "info")
+    return redirect(url_for("consents.index"))
+
+
+def _own_request(request_id: str) -> ConsentRequest:
+    row = db.session.get(ConsentRequest, request_id)
+    if row is None or row.user_id != current_user.id:
+        abort(404)
+    return row
+
+
+@bp.get("/consents/requests/<request_id>")
+@customer_required
+def show_request(request_id: str) -> str:
+    """A request and, once approved, what contact it now allows (and what stays off)."""
+    row = _own_request(request_id)
+    result = overview.answered(db.session, current_user.id, row, utcnow())
+    return render_template(
+        "consents/request.html",
+        request=row,
+        result=result,
+        channel_names=CHANNEL_NAMES,
+    )
+
+
+@bp.post("/consents/channels/<channel>/on")
+@customer_required
+def switch_channel_on(channel: str) -> Response:
+    """Switch one channel on for every business (offered where a yes stayed refused
+    because the channel is off)."""
+    if channel not in CHANNELS:
+        abort(404)
+    issued = operations.save_consents(
+        db.session, keys(), current_user.id, ConsentChanges(channels={channel: True})
+    )
+    db.session.commit()
+    how = CHANNEL_NAMES[channel]
+    if issued:
+        flash(f"Contact by {how} is on again for every business.", "success")
     else:
-        flash(f"You declined the request of {name}. Nothing changed.", "info")
+        flash(f"Contact by {how} was already on.", "info")
+    back = request.form.get("request_id", "")
+    row = db.session.get(ConsentRequest, back) if back else None
+    if row is not None and row.user_id == current_user.id:
+        return redirect(url_for("consents.show_request", request_id=row.id))
     return redirect(url_for("consents.index"))
 
 

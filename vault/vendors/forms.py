@@ -3,19 +3,32 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    Field,
     SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import URL, DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from vault.oauth.scopes import ALL_SCOPES
 from vault.vendors.models import PurposeCategory
+from vault.vendors.urls import UnsafeURL, check_vendor_url, loopback_http_allowed
 
-_url = [Optional(), Length(max=500), URL(require_tld=False, message="Enter a full URL.")]
+
+def _vendor_url(form: FlaskForm, field: Field) -> None:
+    """The one rule of vault.vendors.urls: https only (http on loopback in development)."""
+    try:
+        field.data = check_vendor_url(
+            field.data, label=field.label.text, loopback_http=loopback_http_allowed()
+        )
+    except UnsafeURL as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+_url = [Optional(), Length(max=500), _vendor_url]
 
 
 class VendorProfileForm(FlaskForm):

@@ -4,9 +4,10 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from vault.models import Base, UTCDateTime, new_id, utcnow
+from vault.vendors.urls import optional_vendor_url
 
 
 class PurposeCategory(enum.StrEnum):
@@ -25,12 +26,23 @@ class Vendor(Base):
     logo_url: Mapped[str | None] = mapped_column(String(500))
     privacy_policy_url: Mapped[str | None] = mapped_column(String(500))
     # Set by a vault admin after checking who the business is; shown on the consent screen.
+    # Any change of what the badge vouches for (name, website, logo, privacy policy)
+    # clears it (vault.vendors.operations.update_profile) until an admin verifies again.
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_by: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     topics: Mapped[list[ContactTopic]] = relationship(
         back_populates="vendor", order_by="ContactTopic.name"
     )
+
+    @validates("website", "logo_url", "privacy_policy_url")
+    def _safe_url(self, key: str, value: str | None) -> str | None:
+        """The last line behind the operations, which apply the full rule (http only in
+        development): whatever path sets a URL, a ``javascript:``, ``data:`` or host-less
+        one never reaches the database."""
+        return optional_vendor_url(value, label=key, loopback_http=True)
 
 
 class VendorMember(Base):

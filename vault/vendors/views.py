@@ -16,6 +16,7 @@ from vault.oauth.models import OAuthClient
 from vault.vendors import operations
 from vault.vendors.forms import NewClientForm, TopicForm, VendorProfileForm
 from vault.vendors.models import Vendor, VendorMember
+from vault.vendors.urls import loopback_http_allowed
 
 bp = Blueprint("business", __name__, url_prefix="/business")
 
@@ -70,13 +71,31 @@ def update_profile() -> Response | tuple[str, int]:
     form = VendorProfileForm()
     if not form.validate():
         return _page(profile_form=form), 400
-    vendor: Vendor = g.vendor
-    vendor.name = form.name.data.strip()
-    vendor.website = form.website.data or None
-    vendor.logo_url = form.logo_url.data or None
-    vendor.privacy_policy_url = form.privacy_policy_url.data or None
+    try:
+        result = operations.update_profile(
+            db.session,
+            g.vendor,
+            name=form.name.data,
+            website=form.website.data,
+            logo_url=form.logo_url.data,
+            privacy_policy_url=form.privacy_policy_url.data,
+            loopback_http=loopback_http_allowed(),
+        )
+    except operations.VendorError as exc:
+        db.session.rollback()
+        form.form_errors.append(str(exc))
+        return _page(profile_form=form), 400
     db.session.commit()
-    flash("Business profile saved.", "success")
+    if result.verification_cleared:
+        flash(
+            "Business profile saved. Your business is no longer shown as verified: a CMR "
+            "Vault admin has to check the new details and verify it again.",
+            "info",
+        )
+    elif result.changed:
+        flash("Business profile saved.", "success")
+    else:
+        flash("Nothing changed.", "info")
     return redirect(url_for("business.index"))
 
 
