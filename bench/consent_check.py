@@ -65,15 +65,15 @@ class CheckTimes:
 
 def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
     """Migrate and bulk-insert the vendor world; (vendor id, client id, secret, subs)."""
-    from consent.models import (
+    from vault import create_app
+    from vault.accounts.models import User
+    from vault.consents.models import (
         ChannelSetting,
         ConsentPreferences,
         ContactRecord,
         TopicConsent,
         VendorPreference,
     )
-    from vault import create_app
-    from vault.accounts.models import User
     from vault.extensions import db
     from vault.models import new_id, utcnow
     from vault.oauth.models import Grant, PairwiseSubject

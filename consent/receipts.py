@@ -1,25 +1,21 @@
 """Consent receipts: JWS (ES256, key in the vault's JWKS) with Kantara Consent Receipt
-v1.1 field names; the vault's own additions sit under one extension key."""
+v1.1 field names; the vault's own additions sit under one extension key.
+
+Building, signing and checking a receipt needs no vault: the vault stores them and picks
+the signing key (``vault.consents.receipts``)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from consent.models import ConsentReceipt
-from vault.crypto.keyring import KeyProvider
-from vault.models import new_id
-from vault.oauth.models import SigningKey
-from vault.oauth.signing import ALGORITHM, current_signing_key
-
+ALGORITHM = "ES256"  # any JOSE library verifies it
 EXTENSION_KEY = "cmrVault"
 KANTARA_VERSION = "KI-CR-v1.1.0"
 
@@ -115,68 +111,22 @@ def build_payload(
     }
 
 
-def issue(
-    session: Session,
-    keys: KeyProvider,
-    *,
-    user_id: str,
-    vendor_id: str | None,
-    kind: str,
-    subject: str,
-    controller_name: str,
-    policy_url: str | None,
-    collection_method: str,
-    purposes: list[ReceiptPurpose],
-    events: list[ReceiptEvent],
-    jurisdiction: str = "EU",
-    at: datetime | None = None,
-    controller_url: str | None = None,
-) -> ConsentReceipt:
-    """Sign and store a receipt in the caller's transaction."""
-    at = at or datetime.now(UTC)
-    key = current_signing_key(session, keys, ALGORITHM)
-    receipt_id = new_id()
-    payload = build_payload(
-        receipt_id=receipt_id,
-        kind=kind,
-        at=at,
-        subject=subject,
-        controller_name=controller_name,
-        controller_id=vendor_id,
-        policy_url=policy_url,
-        collection_method=collection_method,
-        purposes=purposes,
-        events=events,
-        jurisdiction=jurisdiction,
-        public_key=dict(key.as_dict(private=False)),
-        controller_url=controller_url,
-    )
-    token = jws.serialize_compact(
+def sign(payload: dict[str, Any], key: Any) -> str:
+    """The receipt as a compact JWS, signed with ``key`` (an EC P-256 key from joserfc;
+    its ``kid`` goes into the header), verifiable with any JOSE library."""
+    return jws.serialize_compact(
         {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"},
         json.dumps(payload, separators=(",", ":"), sort_keys=True).encode(),
         key,
     )
-    receipt = ConsentReceipt(
-        id=receipt_id,
-        user_id=user_id,
-        vendor_id=vendor_id,
-        kind=kind,
-        ledger_seq=events[-1].seq,
-        jws=token,
-        created_at=at,
-    )
-    session.add(receipt)
-    return receipt
 
 
-def signed_ledger_events(session: Session, token: str) -> list[ReceiptEvent]:
-    """The ledger events a receipt names, once its signature checks out against one of the
-    vault's signing keys (retired ones too: a receipt stays valid after a key rotation).
-    A receipt kept by the customer is an anchor outside the vault: the ledger must still
-    hold those events with those hashes. ValueError says what is wrong with the receipt."""
-    keys = KeySet.import_key_set(
-        {"keys": [dict(public) for public in session.scalars(select(SigningKey.public_jwk))]}
-    )
+def signed_ledger_events(token: str, keys: KeySet) -> list[ReceiptEvent]:
+    """The ledger events a receipt names, once its signature checks out against one of
+    ``keys`` (a vault's published keys, retired ones too: a receipt stays valid after a
+    key rotation). A receipt kept by the customer is an anchor outside the vault: the
+    ledger must still hold those events with those hashes. ValueError says what is wrong
+    with the receipt."""
     try:
         verified = jws.deserialize_compact(token.strip(), keys, algorithms=[ALGORITHM])
         payload = json.loads(verified.payload)

@@ -96,7 +96,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    import consent.models  # noqa: F401  (mapped before the first query and for migrations)
+    import vault.consents.models  # noqa: F401  (mapped before the first query and for migrations)
     from vault.accounts.views import bp as accounts_bp
     from vault.api.consent_views import bp as consent_api_bp
     from vault.api.views import bp as api_bp

@@ -207,7 +207,7 @@ def _parse_anchors(
 
 def _receipt_anchors(receipts: tuple[IO[str], ...]) -> list[Anchor]:
     from consent.ledger_verify import Anchor
-    from consent.receipts import signed_ledger_events
+    from vault.consents.receipts import signed_ledger_events
     from vault.extensions import db
 
     anchors = []

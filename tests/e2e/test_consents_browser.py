@@ -153,7 +153,7 @@ def test_customer_sets_channels_consent_and_quiet_hours(
     # same e-mail is deferred to their end.
     with live_app.app_context():
         from consent.engine import Topic, Vendor, decide
-        from consent.snapshot import load_consents
+        from vault.consents.snapshot import load_consents
 
         settings = load_consents(db.session, [customer.id], datetime.now(UTC), shop["vendor_id"])[
             customer.id
@@ -207,8 +207,8 @@ def test_a_yes_to_a_request_says_what_stays_off_and_offers_the_switch(
     from playwright.sync_api import expect
 
     from consent.engine import State
-    from consent.models import ConsentRequest
-    from consent.operations import ConsentChanges, TopicChoice, save_consents
+    from vault.consents.models import ConsentRequest
+    from vault.consents.operations import ConsentChanges, TopicChoice, save_consents
     from vault.vendors.models import ContactTopic
 
     customer = factories.customer(live_app)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from consent.engine import State
-from consent.models import ConsentRequest
-from consent.operations import ConsentChanges, TopicChoice, save_consents
+from vault.consents.models import ConsentRequest
+from vault.consents.operations import ConsentChanges, TopicChoice, save_consents
 from vault.extensions import db
 from vault.oauth.models import AccessEvent, Grant
 from vault.services import keys

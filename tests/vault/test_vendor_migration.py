@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from consent.models import ConsentRequest, VendorPreference
 from tests import factories
+from vault.consents.models import ConsentRequest, VendorPreference
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth.models import Grant

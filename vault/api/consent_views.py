@@ -22,8 +22,6 @@ from limits import parse_many
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
-from consent import vendor_api
-from consent.models import ConsentRequest
 from vault.accounts.models import AccountStatus, User
 from vault.api.consent_schemas import (
     CheckBatchSchema,
@@ -32,6 +30,8 @@ from vault.api.consent_schemas import (
 )
 from vault.api.limits import per_client_limit
 from vault.api.problems import problem
+from vault.consents import vendor_api
+from vault.consents.models import ConsentRequest
 from vault.extensions import csrf, db, limiter
 from vault.models import utcnow
 from vault.oauth.operations import resolve_subjects

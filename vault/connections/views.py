@@ -7,8 +7,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from consent.operations import end_relationship
 from vault.accounts.views import customer_required
+from vault.consents.operations import end_relationship
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth import operations

@@ -25,7 +25,7 @@ from zoneinfo import available_timezones
 from werkzeug.datastructures import MultiDict
 
 from consent.engine import CHANNELS, State
-from consent.operations import ConsentChanges, TopicChoice, VendorSettings
+from vault.consents.operations import ConsentChanges, TopicChoice, VendorSettings
 from vault.consents.overview import Overview
 
 TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from consent.ledger import new_event
 from consent.ledger_verify import Anchor, Verification, verify_chain
-from consent.models import LedgerEvent, LedgerHead
+from vault.consents.models import LedgerEvent, LedgerHead
 
 # Columns the database generates from the body, for queries and indexes: verify checks
 # each against the body it came from. (body_seq is the body's seq beside the real seq.)

@@ -12,15 +12,15 @@ from sqlalchemy.orm import Session
 
 from consent import engine
 from consent.engine import CHANNELS, Decision, Outcome, Rule
-from consent.models import (
+from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
     ConsentRequest,
     TopicConsent,
     VendorPreference,
 )
-from consent.operations import pending_requests
-from consent.snapshot import load_consents
+from vault.consents.operations import pending_requests
+from vault.consents.snapshot import load_consents
 from vault.oauth.models import Grant
 from vault.vendors.models import ContactTopic, Vendor
 

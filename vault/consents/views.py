@@ -6,12 +6,11 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from consent import operations
 from consent.engine import CHANNEL_NAMES, CHANNELS
-from consent.models import ConsentReceipt, ConsentRequest
-from consent.operations import ConsentChanges, ConsentError
 from vault.accounts.views import customer_required
-from vault.consents import forms, overview
+from vault.consents import forms, operations, overview
+from vault.consents.models import ConsentReceipt, ConsentRequest
+from vault.consents.operations import ConsentChanges, ConsentError
 from vault.extensions import db
 from vault.models import utcnow
 from vault.services import keys

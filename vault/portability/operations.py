@@ -6,15 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.engine import CHANNELS
-from consent.models import (
+from vault.accounts.models import User
+from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
     ConsentRequest,
     TopicConsent,
     VendorPreference,
 )
-from consent.operations import list_receipts
-from vault.accounts.models import User
+from vault.consents.operations import list_receipts
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
 from vault.oauth.operations import access_events, customer_grants, last_access_by_grant

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from consent.models import ConsentRequest, TopicConsent
+from vault.consents.models import ConsentRequest, TopicConsent
 from vault.models import utcnow
 from vault.oauth.models import AccessEvent, Grant
 

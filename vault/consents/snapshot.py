@@ -13,14 +13,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from consent.engine import Caps, CustomerConsents, QuietHours, State, TopicSetting
-from consent.models import (
+from vault.accounts.models import AccountStatus, User
+from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
     ContactRecord,
     TopicConsent,
     VendorPreference,
 )
-from vault.accounts.models import AccountStatus, User
 from vault.oauth.models import Grant, grant_ended
 from vault.vendors.models import ContactTopic
 

@@ -10,9 +10,14 @@ from typing import Any
 import pytest
 from authlib.integrations.requests_client import OAuth2Session
 
-from consent.operations import ConsentChanges, VendorSettings, end_relationship, save_consents
-from tests.consent.test_vendor_api import Shop, _connect, _session, _shop
+from tests.vault.consents.test_vendor_api import Shop, _connect, _session, _shop
 from tests.vault.oauth.conftest import Vault
+from vault.consents.operations import (
+    ConsentChanges,
+    VendorSettings,
+    end_relationship,
+    save_consents,
+)
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth.models import Grant

@@ -16,7 +16,9 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
 
-from consent.models import (
+from tests import factories
+from vault.consents import ledger as ledger_store
+from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
     ConsentReceipt,
@@ -26,8 +28,6 @@ from consent.models import (
     TopicConsent,
     VendorPreference,
 )
-from tests import factories
-from vault.consents import ledger as ledger_store
 from vault.extensions import db
 from vault.oauth.models import Grant
 from vault.vendors.operations import create_client, create_vendor, declare_topic

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from consent.engine import CHANNELS, Decision, Topic, decide
 from consent.engine import Vendor as EngineVendor
-from consent.models import ConsentRequest
-from consent.snapshot import (
+from vault.consents.models import ConsentRequest
+from vault.consents.snapshot import (
     CONNECTION_ENDED,
     VENDOR_BLOCKED,
     load_consents,
@@ -166,7 +166,8 @@ class RequestError(ValueError):
         self.status, self.retry_after = status, retry_after
 
 
-# The customer no longer receives this business's requests (consent.snapshot.request_refusals).
+# The customer no longer receives this business's requests
+# (vault.consents.snapshot.request_refusals).
 REFUSALS = {
     VENDOR_BLOCKED: (
         "vendor-blocked",

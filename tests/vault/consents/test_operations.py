@@ -14,7 +14,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from consent.engine import State
-from consent.models import (
+from tests import factories
+from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
     ConsentReceipt,
@@ -23,7 +24,7 @@ from consent.models import (
     TopicConsent,
     VendorPreference,
 )
-from consent.operations import (
+from vault.consents.operations import (
     ConsentChanges,
     ConsentError,
     TopicChoice,
@@ -31,8 +32,7 @@ from consent.operations import (
     save_consents,
     subject_of,
 )
-from consent.snapshot import load_consents
-from tests import factories
+from vault.consents.snapshot import load_consents
 from vault.extensions import db
 from vault.oauth.scopes import pairwise_sub
 from vault.services import keys
@@ -102,7 +102,7 @@ def state_of_everything() -> dict[str, Any]:
 
 
 def payload(receipt: ConsentReceipt) -> dict[str, Any]:
-    from consent.operations import decode_receipt
+    from vault.consents.operations import decode_receipt
 
     return decode_receipt(receipt.jws)[1]
 

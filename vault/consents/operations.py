@@ -15,9 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent import ledger, receipts
+from consent import ledger
 from consent.engine import CHANNEL_NAMES, CHANNELS, State
-from consent.models import (
+from consent.receipts import ReceiptEvent, ReceiptPurpose
+from vault.consents import ledger as ledger_store
+from vault.consents import receipts
+from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
     ConsentReceipt,
@@ -25,8 +28,7 @@ from consent.models import (
     TopicConsent,
     VendorPreference,
 )
-from consent.snapshot import request_refusals
-from vault.consents import ledger as ledger_store
+from vault.consents.snapshot import request_refusals
 from vault.crypto.keyed_hash import pseudonym
 from vault.crypto.keyring import KeyProvider
 from vault.models import utcnow
@@ -84,7 +86,7 @@ class _Recorder:
     subject: str
     issued: list[ConsentReceipt] = field(default_factory=list)
     # When set, events are collected here for one combined receipt instead of one each.
-    batch: list[tuple[receipts.ReceiptPurpose, receipts.ReceiptEvent]] | None = None
+    batch: list[tuple[ReceiptPurpose, ReceiptEvent]] | None = None
 
     def record(
         self,
@@ -114,7 +116,7 @@ class _Recorder:
             new_state=new,
             notice_version=notice_version,
         )
-        receipt_purpose = receipts.ReceiptPurpose(
+        receipt_purpose = ReceiptPurpose(
             purpose=purpose,
             category=category,
             consent_type="EXPLICIT",
@@ -124,7 +126,7 @@ class _Recorder:
             termination=termination,
             topic=topic,
         )
-        receipt_event = receipts.ReceiptEvent(event.seq, event.hash, event_type)
+        receipt_event = ReceiptEvent(event.seq, event.hash, event_type)
         if self.batch is not None:
             self.batch.append((receipt_purpose, receipt_event))
             return
@@ -471,7 +473,7 @@ def pending_requests(
     session: Session, user_id: str, now: datetime | None = None
 ) -> list[ConsentRequest]:
     """Requests waiting for the customer's answer; none from a business the customer
-    blocked or whose connection they ended (``consent.snapshot.request_refusals``)."""
+    blocked or whose connection they ended (``vault.consents.snapshot.request_refusals``)."""
     rows = list(
         session.scalars(
             select(ConsentRequest)
@@ -521,7 +523,7 @@ def end_relationship(
     if grant.user_id != user_id:
         raise ConsentError("not your connection")
     vendor = grant.vendor
-    batch: list[tuple[receipts.ReceiptPurpose, receipts.ReceiptEvent]] = []
+    batch: list[tuple[ReceiptPurpose, ReceiptEvent]] = []
     recorder = _Recorder(
         session, keys, user_id, actor, source, subject_of(keys, user_id), batch=batch
     )
@@ -543,7 +545,7 @@ def end_relationship(
             info = ALL_SCOPES.get(scope)
             batch.append(
                 (
-                    receipts.ReceiptPurpose(
+                    ReceiptPurpose(
                         purpose=f"{vendor.name} may read: {info.title if info else scope}",
                         category="data-sharing",
                         consent_type="EXPLICIT",
@@ -553,7 +555,7 @@ def end_relationship(
                         termination=ended,
                         pii_categories=claim_names([scope]),
                     ),
-                    receipts.ReceiptEvent(event.seq, event.hash, "grant_revoked"),
+                    ReceiptEvent(event.seq, event.hash, "grant_revoked"),
                 )
             )
         if request_refusals(session, user_id, utcnow(), [vendor.id]):

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from consent import ledger
-from consent.models import LedgerEvent
 from vault.consents import ledger as ledger_store
+from vault.consents.models import LedgerEvent
 from vault.extensions import db
 
 if TYPE_CHECKING:

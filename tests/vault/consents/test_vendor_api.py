@@ -11,9 +11,9 @@ import pytest
 from authlib.integrations.requests_client import OAuth2Session
 
 from consent.engine import State
-from consent.models import ConsentRequest
-from consent.operations import ConsentChanges, TopicChoice, VendorSettings, save_consents
 from tests.vault.oauth.conftest import Client, Vault
+from vault.consents.models import ConsentRequest
+from vault.consents.operations import ConsentChanges, TopicChoice, VendorSettings, save_consents
 from vault.extensions import db
 from vault.models import utcnow
 from vault.oauth.models import Grant

@@ -24,10 +24,10 @@ from sqlalchemy.schema import CreateColumn
 
 from consent import ledger
 from consent.ledger_verify import Verification
-from consent.models import LedgerEvent
-from tests.consent.tampering import rewrite_from
+from tests.vault.consents.tampering import rewrite_from
 from vault import create_app
 from vault.consents import ledger as store
+from vault.consents.models import LedgerEvent
 from vault.extensions import db
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.consent.test_vendor_api import _connect, _session, _shop
+from tests.vault.consents.test_vendor_api import _connect, _session, _shop
 from tests.vault.oauth.conftest import Vault
 from tests.vault.test_rate_limit_shared import redis_url  # noqa: F401  (a fixture)
 

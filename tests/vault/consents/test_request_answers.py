@@ -15,10 +15,8 @@ from flask.testing import FlaskClient
 from joserfc import jws
 from sqlalchemy import select
 
-from consent.models import ChannelSetting, ConsentReceipt, ConsentRequest, LedgerEvent
-from consent.operations import ConsentChanges, VendorSettings, save_consents
 from tests import factories
-from tests.consent.test_consent_pages import (
+from tests.vault.consents.test_consent_pages import (
     World,
     _business,
     _events_after,
@@ -26,6 +24,8 @@ from tests.consent.test_consent_pages import (
     _save,
     _state,
 )
+from vault.consents.models import ChannelSetting, ConsentReceipt, ConsentRequest, LedgerEvent
+from vault.consents.operations import ConsentChanges, VendorSettings, save_consents
 from vault.extensions import db
 from vault.oauth.models import Grant
 from vault.services import keys
@@ -218,7 +218,7 @@ def test_requests_left_pending_from_a_blocked_business_are_hidden_and_cannot_be_
     request_id = _request(app, world)
     with app.app_context():
         # The block without the operation that closes requests.
-        from consent.models import VendorPreference
+        from vault.consents.models import VendorPreference
 
         db.session.add(
             VendorPreference(user_id=world.customer.id, vendor_id=world.vendor_id, blocked=True)

@@ -17,10 +17,10 @@ from flask import Flask
 
 from consent import ledger
 from consent.engine import State
-from consent.models import ConsentReceipt, LedgerEvent
-from consent.operations import ConsentChanges, TopicChoice, save_consents, subject_of
 from tests import factories
-from tests.consent.tampering import rewrite_from
+from tests.vault.consents.tampering import rewrite_from
+from vault.consents.models import ConsentReceipt, LedgerEvent
+from vault.consents.operations import ConsentChanges, TopicChoice, save_consents, subject_of
 from vault.extensions import db
 from vault.oauth.signing import rotate_signing_keys
 from vault.services import keys
