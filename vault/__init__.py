@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     errors.init_app(app)
+    _check_keys(app)
 
     from vault.cli import register_commands
 
@@ -62,6 +63,52 @@ def _init_keys(app: Flask) -> None:
     app.extensions["vault.passwords"] = Passwords.from_config(app.config)
 
 
+def _check_keys(app: Flask) -> None:
+    """Refuse to start with a keyring that does not open this vault (``vault.keys.check``).
+
+    Skipped while the database is not migrated yet (``vault db upgrade`` runs in such an
+    app). If the database cannot be reached now, the app starts anyway, so it serves as
+    soon as the database is back, and checks before the first request that reaches it."""
+    import logging
+
+    from sqlalchemy import inspect
+
+    from vault.errors import DATABASE_TROUBLE, Misconfigured
+    from vault.extensions import db
+    from vault.keys.check import KeyMismatch, check_keys
+    from vault.keys.models import KeyCheck
+
+    keys = app.extensions["vault.keys"]
+    with app.app_context():
+        try:
+            if not inspect(db.engine).has_table(KeyCheck.__tablename__):
+                return
+            check_keys(db.session, keys)
+            db.session.commit()
+            return
+        except DATABASE_TROUBLE as error:
+            logging.getLogger("vault").warning(
+                "cannot check the master key against the database at start (%s); "
+                "checking before the first request instead",
+                type(getattr(error, "orig", error)).__name__,
+            )
+        finally:
+            db.session.remove()
+
+    @app.before_request
+    def _check_keys_once() -> None:
+        if app.extensions.get("vault.keys_checked"):
+            return
+        try:
+            check_keys(db.session, keys)
+            db.session.commit()
+        except KeyMismatch as error:
+            db.session.rollback()
+            logging.getLogger("vault").critical("%s", error)
+            raise Misconfigured() from None
+        app.extensions["vault.keys_checked"] = True
+
+
 def _init_extensions(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -71,7 +118,7 @@ def _init_extensions(app: Flask) -> None:
     with app.app_context():
         from vault.database import configure_sqlite
 
-        configure_sqlite(db.engine)
+        configure_sqlite(db.engine, 1000 * (app.config.get("VAULT_DB_STATEMENT_TIMEOUT") or 10))
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     limiter.init_app(app)

@@ -104,6 +104,21 @@ class DatabaseUnavailable(VaultError):
         )
 
 
+class Misconfigured(VaultError):
+    """The vault found at run time that it may not serve (a keyring that does not open its
+    data); the reason is logged for the operators, never shown."""
+
+    status = 503
+    code = "misconfigured"
+    title = "Temporarily unavailable"
+    oauth_error = "temporarily_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The vault cannot serve requests until its operators correct its configuration."
+        )
+
+
 # SQLAlchemy errors that mean "the database is not there right now", not "this code is
 # wrong": OperationalError covers refused and timed-out connections, statement timeouts
 # (PostgreSQL's query_canceled), "database is locked" and read-only SQLite files;
