@@ -24,7 +24,15 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
@@ -170,11 +178,15 @@ def error_response(
         response.headers["Pragma"] = "no-cache"
     elif where == "api":
         response = problem(status, code, title, detail)
+    elif bare:
+        # Without Flask's context processors: Flask-Login's would load the logged-in user
+        # from the database to offer ``current_user`` to the template.
+        template = current_app.jinja_env.get_template("web/error.html")
+        page = template.render(title=title, message=page_message or detail, bare=True)
+        response = make_response(page, status)
     else:
         response = make_response(
-            render_template(
-                "web/error.html", title=title, message=page_message or detail, bare=bare
-            ),
+            render_template("web/error.html", title=title, message=page_message or detail),
             status,
         )
     for name, value in (headers or {}).items():
