@@ -116,9 +116,18 @@ def _init_extensions(app: Flask) -> None:
 
     db.init_app(app)
     with app.app_context():
-        from vault.database import configure_sqlite
+        from vault.database import configure_postgresql, configure_sqlite
 
-        configure_sqlite(db.engine, 1000 * (app.config.get("VAULT_DB_STATEMENT_TIMEOUT") or 10))
+        statement_timeout = app.config.get("VAULT_DB_STATEMENT_TIMEOUT")
+        connect_timeout = app.config["VAULT_DB_CONNECT_TIMEOUT"]
+        configure_sqlite(db.engine, 1000 * (statement_timeout or 10))
+        configure_postgresql(
+            db.engine,
+            ping_seconds=connect_timeout,
+            # Past the server's own statement_timeout: the backstop for a server that no
+            # longer answers at all.
+            quiet_seconds=statement_timeout + connect_timeout if statement_timeout else None,
+        )
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     limiter.init_app(app)

@@ -152,11 +152,12 @@ def _database_options(config: Mapping[str, Any]) -> dict[str, Any]:
     PostgreSQL (psycopg): ``connect_timeout`` bounds opening a connection, also to a server
     that accepts TCP and never answers; ``statement_timeout`` (a server setting, sent with
     the connection's other ``options`` such as a search_path) bounds each statement;
-    pre-ping replaces connections the server dropped while idle; ``pool_timeout`` bounds
-    the wait for a pooled connection. ``VAULT_DB_STATEMENT_TIMEOUT`` of None (the operator
-    CLI, ``vault.cli``) leaves statements unbounded: migrations and ledger verification
-    may rightly run long. SQLite's wait for its write lock is set per connection in
-    ``vault.database``.
+    ``pool_timeout`` bounds the wait for a pooled connection. Pre-ping, which replaces
+    connections the server dropped while idle, and a client-side bound for a server that
+    stops answering on an open connection are set up in ``vault.database``, as is SQLite's
+    wait for its write lock. ``VAULT_DB_STATEMENT_TIMEOUT`` of None (the operator CLI,
+    ``vault.cli``) leaves statements unbounded: migrations and ledger verification may
+    rightly run long.
     """
     from sqlalchemy.engine import make_url
 
@@ -164,7 +165,8 @@ def _database_options(config: Mapping[str, Any]) -> dict[str, Any]:
     url = make_url(str(config["SQLALCHEMY_DATABASE_URI"]))
     if url.get_backend_name() == "sqlite":
         return options
-    options.setdefault("pool_pre_ping", True)
+    if url.get_backend_name() != "postgresql":
+        options.setdefault("pool_pre_ping", True)  # PostgreSQL's is bounded in vault.database
     options.setdefault("pool_timeout", config["VAULT_DB_POOL_TIMEOUT"])
     connect_args = dict(options.get("connect_args") or {})
     if url.get_backend_name() == "postgresql":

@@ -252,11 +252,11 @@ def test_production_refuses_debug_set_in_the_app_config(tmp_path):
 PG = "postgresql+psycopg://vault@db.example:5432/vault"
 
 
-def test_postgresql_gets_connect_and_statement_timeouts_and_pre_ping(tmp_path):
+def test_postgresql_gets_connect_and_statement_timeouts(tmp_path):
     options = build_config(
         tmp_path, production(**STRONG, VAULT_DATABASE_URL=PG, VAULT_DB_STATEMENT_TIMEOUT="7")
     )["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options["pool_pre_ping"] is True
+    assert "pool_pre_ping" not in options  # bounded pre-ping in vault.database instead
     assert options["pool_timeout"] == 5
     assert options["connect_args"] == {
         "connect_timeout": 5,

@@ -118,10 +118,12 @@ def _timed(call: Any, base: str) -> tuple[requests.Response, float]:
     return response, time.monotonic() - started
 
 
-def assert_unavailable(world: World, base: str, *, page: bool = True) -> None:
+def assert_unavailable(
+    world: World, base: str, *, page: bool = True, prompt: float = PROMPT
+) -> None:
     api, seconds = _timed(world.api, base)
     assert api.status_code == 503, api.text
-    assert seconds < PROMPT, seconds
+    assert seconds < prompt, seconds
     assert api.headers["Content-Type"] == "application/problem+json"
     assert api.json()["type"].endswith("/database-unavailable")
     assert int(api.headers["Retry-After"]) > 0
@@ -129,7 +131,7 @@ def assert_unavailable(world: World, base: str, *, page: bool = True) -> None:
     if page:
         html, seconds = _timed(world.page, base)
         assert html.status_code == 503, html.text
-        assert seconds < PROMPT, seconds
+        assert seconds < prompt, seconds
         assert html.headers["Content-Type"].startswith("text/html")
         assert "Temporarily unavailable" in html.text
         assert "vault.css" in html.text  # the styled page, not werkzeug's bare one
@@ -138,7 +140,7 @@ def assert_unavailable(world: World, base: str, *, page: bool = True) -> None:
 
     oauth, seconds = _timed(world.token, base)
     assert oauth.status_code == 503, oauth.text
-    assert seconds < PROMPT, seconds
+    assert seconds < prompt, seconds
     assert oauth.headers["Content-Type"] == "application/json"
     assert oauth.json()["error"] == "temporarily_unavailable"
     assert oauth.json()["error_description"]
@@ -164,6 +166,7 @@ class Switchboard:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.mode = "proxy"
+        self.frozen = False
         self.port = 0
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
@@ -185,6 +188,17 @@ class Switchboard:
         if listener is not None:
             listener.close()
         self.drop_connections()
+
+    def freeze(self) -> None:
+        """Like a server that stopped answering: open connections stay open, but nothing
+        comes back on them (the kernel still acknowledges), new ones are held."""
+        self.mode = "hold"
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
+        self.mode = "proxy"
+        self.drop_connections()  # what was swallowed while frozen cannot be replayed
 
     def drop_connections(self) -> None:
         for sock in self._sockets:
@@ -209,11 +223,11 @@ class Switchboard:
             for source, sink in ((conn, upstream), (upstream, conn)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self.frozen:
+                    sink.sendall(data)
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -253,6 +267,27 @@ def test_postgresql_that_never_answers_is_a_prompt_503_and_the_app_recovers(
 
         switchboard.mode = "proxy"
         switchboard.drop_connections()
+        assert_serving(world, base)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_postgresql_that_stops_answering_on_open_connections_is_a_503_and_recovers(
+    database, keyring_text, switchboard
+):
+    """The pooled connections are open when the server freezes: no timeout of the server
+    can end the wait, the vault's own watchdog (vault.database) does."""
+    world = _build_world(create_app(_config(database, keyring_text)))
+    app = create_app(
+        _config(
+            database, keyring_text, SQLALCHEMY_DATABASE_URI=_through(database, switchboard.port)
+        )
+    )
+    with serving(app) as base:
+        assert_serving(world, base)
+        switchboard.freeze()
+        # The ping on the open connection is cut, the new connection times out: both bounded.
+        assert_unavailable(world, base, prompt=2 * TIMEOUT + 3)
+        switchboard.thaw()
         assert_serving(world, base)
 
 
