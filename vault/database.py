@@ -111,7 +111,9 @@ def configure_postgresql(engine: Engine, ping_seconds: float, quiet_seconds: flo
     pessimistic-disconnect recipe) rather than with ``pool_pre_ping``, whose ping runs
     before any event and so cannot be bounded: the ping may take ``ping_seconds``, and a
     checked-out connection may then stay ``quiet_seconds`` without starting a statement
-    or finishing one (None: unbounded, for operator commands that may rightly run long)."""
+    or finishing one (None: unbounded, for operator commands that may rightly run long).
+    Fetching from a server-side cursor starts no statement: a response streamed from one
+    for longer than that must re-arm (``WATCHDOG.arm``) as it goes."""
     if engine.dialect.name != "postgresql":
         return
     from sqlalchemy.exc import DisconnectionError
