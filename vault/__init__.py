@@ -15,6 +15,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the vault application; ``config`` overrides what the environment says."""
+    from vault import errors, inputs
     from vault.config import build_config
 
     app = Flask(
@@ -25,9 +26,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(build_config(app.instance_path, overrides=config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    inputs.init_app(app)  # first: its checks run before any other extension reads input
     _init_keys(app)
     _init_extensions(app)
     _register_blueprints(app)
+    errors.init_app(app)
+    _check_keys(app)
 
     from vault.cli import register_commands
 
@@ -59,6 +63,52 @@ def _init_keys(app: Flask) -> None:
     app.extensions["vault.passwords"] = Passwords.from_config(app.config)
 
 
+def _check_keys(app: Flask) -> None:
+    """Refuse to start with a keyring that does not open this vault (``vault.keys.check``).
+
+    Skipped while the database is not migrated yet (``vault db upgrade`` runs in such an
+    app). If the database cannot be reached now, the app starts anyway, so it serves as
+    soon as the database is back, and checks before the first request that reaches it."""
+    import logging
+
+    from sqlalchemy import inspect
+
+    from vault.errors import DATABASE_TROUBLE, Misconfigured
+    from vault.extensions import db
+    from vault.keys.check import KeyMismatch, check_keys
+    from vault.keys.models import KeyCheck
+
+    keys = app.extensions["vault.keys"]
+    with app.app_context():
+        try:
+            if not inspect(db.engine).has_table(KeyCheck.__tablename__):
+                return
+            check_keys(db.session, keys)
+            db.session.commit()
+            return
+        except DATABASE_TROUBLE as error:
+            logging.getLogger("vault").warning(
+                "cannot check the master key against the database at start (%s); "
+                "checking before the first request instead",
+                type(getattr(error, "orig", error)).__name__,
+            )
+        finally:
+            db.session.remove()
+
+    @app.before_request
+    def _check_keys_once() -> None:
+        if app.extensions.get("vault.keys_checked"):
+            return
+        try:
+            check_keys(db.session, keys)
+            db.session.commit()
+        except KeyMismatch as error:
+            db.session.rollback()
+            logging.getLogger("vault").critical("%s", error)
+            raise Misconfigured() from None
+        app.extensions["vault.keys_checked"] = True
+
+
 def _init_extensions(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -66,9 +116,18 @@ def _init_extensions(app: Flask) -> None:
 
     db.init_app(app)
     with app.app_context():
-        from vault.database import configure_sqlite
+        from vault.database import configure_postgresql, configure_sqlite
 
-        configure_sqlite(db.engine)
+        statement_timeout = app.config.get("VAULT_DB_STATEMENT_TIMEOUT")
+        connect_timeout = app.config["VAULT_DB_CONNECT_TIMEOUT"]
+        configure_sqlite(db.engine, 1000 * (statement_timeout or 10))
+        configure_postgresql(
+            db.engine,
+            ping_seconds=connect_timeout,
+            # Past the server's own statement_timeout: the backstop for a server that no
+            # longer answers at all.
+            quiet_seconds=statement_timeout + connect_timeout if statement_timeout else None,
+        )
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     limiter.init_app(app)

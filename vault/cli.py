@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import AppGroup, FlaskGroup, ScriptInfo, with_appcontext
 
 from vault.accounts.models import Role
 
@@ -17,10 +17,71 @@ if TYPE_CHECKING:
     from consent.ledger_verify import Anchor
 
 
-def main() -> None:
-    from vault import create_app
+class StartupRefused(click.ClickException):
+    """The configuration or the keys do not let the vault start: said in a paragraph, exit
+    status 2, never a traceback."""
 
-    cli = FlaskGroup(name="vault", create_app=lambda: create_app(), help="Operate a CMR Vault.")
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return f"the vault cannot start.\n{self.message}"
+
+
+class VaultGroup(FlaskGroup):
+    """Flask's command group, with every vault command known without building the app, so
+    ``vault --help`` and ``vault keys generate`` work before any configuration exists; a
+    command that needs the app builds it when it runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        # FlaskGroup would build the app here to list its commands, printing a traceback
+        # when the configuration is incomplete; every vault command is registered below.
+        return sorted(AppGroup.list_commands(self, ctx))
+
+
+class _InAppContext(click.Group):
+    """A command group whose own callback needs the app (Flask-Migrate's ``db`` sets
+    ``flask.g``): the app is built when the group runs, not when it is listed."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        app = ctx.ensure_object(ScriptInfo).load_app()
+        with app.app_context():
+            return super().invoke(ctx)
+
+
+def _create_app_for_cli() -> Flask:
+    from vault import create_app
+    from vault.config import ConfigurationError
+    from vault.crypto.keyring import KeyringError
+
+    try:
+        # Operator commands (migrations, ledger verification, key rotation) may rightly run
+        # longer than a web request's statement timeout: they have none.
+        return create_app({"VAULT_DB_STATEMENT_TIMEOUT": None})
+    except (ConfigurationError, KeyringError) as error:
+        raise StartupRefused(str(error)) from None
+
+
+def operator_commands() -> list[click.Command]:
+    from flask_migrate.cli import db as migrations
+
+    from vault.vendors.cli import vendors
+
+    db = _InAppContext(
+        name="db",
+        commands=migrations.commands,
+        params=migrations.params,
+        callback=migrations.callback,
+        help="Database migrations (Flask-Migrate): `vault db upgrade` brings a database "
+        "up to date.",
+    )
+    return [users, keys_group, vendors, ledger_group, db]
+
+
+def main() -> None:
+    cli = VaultGroup(name="vault", create_app=_create_app_for_cli, help="Operate a CMR Vault.")
+    for command in operator_commands():
+        cli.add_command(command)
     cli.main(prog_name="vault")
 
 

@@ -3,7 +3,8 @@
 ``VAULT_ENV`` picks the profile: ``production`` (the default, used by ``wsgi.py``),
 ``development`` (``make run``: generates a development secret and master key in the
 instance folder) or ``testing``. Production refuses to start without a real secret key
-and master key, and says what to set.
+and master key, with a weak secret key, cookies without the Secure flag or debug mode, and
+says what to set; every profile but testing refuses lifetimes and timeouts of zero or less.
 """
 
 from __future__ import annotations
@@ -80,8 +81,15 @@ def build_config(
         "SQLALCHEMY_DATABASE_URI": env.get("VAULT_DATABASE_URL")
         or env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'vault.db'}",
-        # A server can drop idle connections; an embedded SQLite file cannot.
+        # Filled in by _database_options (timeouts, pre-ping) below.
         "SQLALCHEMY_ENGINE_OPTIONS": {},
+        # Database trouble must be a quick 503, never a request hanging until the worker is
+        # killed (vault.errors): seconds to open a connection, to run one statement (on
+        # PostgreSQL; on SQLite how long to wait for the write lock) and to wait for a free
+        # pooled connection. Together well under gunicorn's 30 s worker timeout.
+        "VAULT_DB_CONNECT_TIMEOUT": env.integer("VAULT_DB_CONNECT_TIMEOUT", 5),
+        "VAULT_DB_STATEMENT_TIMEOUT": env.integer("VAULT_DB_STATEMENT_TIMEOUT", 15),
+        "VAULT_DB_POOL_TIMEOUT": env.integer("VAULT_DB_POOL_TIMEOUT", 5),
         # Master key: an env var (keyring text) or a key file; see vault.crypto.keys.
         "VAULT_MASTER_KEY": env.get("VAULT_MASTER_KEY"),
         "VAULT_MASTER_KEY_FILE": env.get("VAULT_MASTER_KEY_FILE")
@@ -150,14 +158,16 @@ def build_config(
         "VAULT_ARGON2_TIME_COST": env.integer("VAULT_ARGON2_TIME_COST", 3),
         "VAULT_ARGON2_MEMORY_COST": env.integer("VAULT_ARGON2_MEMORY_COST", 65536),
         "VAULT_ARGON2_PARALLELISM": env.integer("VAULT_ARGON2_PARALLELISM", 4),
+        # FLASK_DEBUG is what `flask run --debug` sets and Flask reads; VAULT_DEBUG in case an
+        # operator reaches for the vault's own prefix. Production refuses either.
+        "VAULT_DEBUG_REQUESTED": any(
+            (env.get(name) or "").strip().lower() not in ("", *_FALSE)
+            for name in ("FLASK_DEBUG", "VAULT_DEBUG")
+        ),
     }
     config.update(overrides)
     config.setdefault("PERMANENT_SESSION_LIFETIME", config["VAULT_SESSION_MAX_AGE"])
-    if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
-            "pool_pre_ping": True,
-            **config["SQLALCHEMY_ENGINE_OPTIONS"],
-        }
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = _database_options(config)
 
     if config["SECRET_KEY"] is None and (development or testing):
         config["SECRET_KEY"] = _instance_secret(instance)
@@ -166,6 +176,42 @@ def build_config(
     _refuse_unsafe(config)
     _warn_per_process_limits(config)
     return config
+
+
+def _database_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Engine options with the database timeouts, merged into what was given.
+
+    PostgreSQL (psycopg): ``connect_timeout`` bounds opening a connection, also to a server
+    that accepts TCP and never answers; ``statement_timeout`` (a server setting, sent with
+    the connection's other ``options`` such as a search_path) bounds each statement;
+    ``pool_timeout`` bounds the wait for a pooled connection. Pre-ping, which replaces
+    connections the server dropped while idle, and a client-side bound for a server that
+    stops answering on an open connection are set up in ``vault.database``, as is SQLite's
+    wait for its write lock. ``VAULT_DB_STATEMENT_TIMEOUT`` of None (the operator CLI,
+    ``vault.cli``) leaves statements unbounded: migrations and ledger verification may
+    rightly run long.
+    """
+    from sqlalchemy.engine import make_url
+
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    url = make_url(str(config["SQLALCHEMY_DATABASE_URI"]))
+    if url.get_backend_name() == "sqlite":
+        return options
+    if url.get_backend_name() != "postgresql":
+        options.setdefault("pool_pre_ping", True)  # PostgreSQL's is bounded in vault.database
+    options.setdefault("pool_timeout", config["VAULT_DB_POOL_TIMEOUT"])
+    connect_args = dict(options.get("connect_args") or {})
+    if url.get_backend_name() == "postgresql":
+        connect_args.setdefault("connect_timeout", config["VAULT_DB_CONNECT_TIMEOUT"])
+        statement_timeout = config.get("VAULT_DB_STATEMENT_TIMEOUT")
+        # connect_args replace the URL's query arguments of the same name: keep both.
+        server_options = str(connect_args.get("options") or url.query.get("options") or "")
+        if statement_timeout and "statement_timeout" not in server_options:
+            server_options = f"{server_options} -c statement_timeout={statement_timeout * 1000}"
+        if server_options:
+            connect_args["options"] = server_options.strip()
+    options["connect_args"] = connect_args
+    return options
 
 
 def _check_rate_limits(config: Mapping[str, Any]) -> None:
@@ -247,15 +293,89 @@ def _warn_per_process_limits(config: Mapping[str, Any]) -> None:
         )
 
 
+# Settings that are durations or sizes: zero or less would make tokens, sessions or forms
+# expire at once, or disable a limit.
+POSITIVE_SETTINGS = (
+    "PERMANENT_SESSION_LIFETIME",
+    "WTF_CSRF_TIME_LIMIT",
+    "MAX_CONTENT_LENGTH",
+    "VAULT_ACCESS_TOKEN_LIFETIME",
+    "VAULT_CLIENT_TOKEN_LIFETIME",
+    "VAULT_REFRESH_TOKEN_LIFETIME",
+    "VAULT_CODE_LIFETIME",
+    "VAULT_ID_TOKEN_LIFETIME",
+    "VAULT_DB_CONNECT_TIMEOUT",
+    "VAULT_DB_STATEMENT_TIMEOUT",
+    "VAULT_DB_POOL_TIMEOUT",
+    "VAULT_ARGON2_TIME_COST",
+    "VAULT_ARGON2_MEMORY_COST",
+    "VAULT_ARGON2_PARALLELISM",
+)
+# The environment name of each setting whose name differs from it.
+_ENV_NAMES = {
+    "PERMANENT_SESSION_LIFETIME": "VAULT_SESSION_LIFETIME",
+    "WTF_CSRF_TIME_LIMIT": "VAULT_CSRF_TIME_LIMIT",
+    "MAX_CONTENT_LENGTH": "VAULT_MAX_CONTENT_LENGTH",
+}
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DISTINCT = 8
+SECRET_MIN_BITS = 85
+KEY_ADVICE = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+def secret_key_problem(secret: str | None) -> str | None:
+    """Why ``secret`` is no signing key for sessions and CSRF tokens, or None.
+
+    The rule: at least 32 characters that are not all blank, at least 8 different ones,
+    not one shorter sequence repeated, and at least 85 bits by the character frequencies
+    (length times Shannon entropy per character: secrets.token_urlsafe(48) has ~350;
+    secrets.token_hex(16), the shortest random key that passes every time, 89 or more in
+    200,000 draws). It catches blank, repeated and padded keys; it cannot prove
+    randomness, so generate the key."""
+    import math
+    from collections import Counter
+
+    text = (secret or "").strip()
+    if not text:
+        return "VAULT_SECRET_KEY is missing or blank"
+    if len(text) < SECRET_MIN_LENGTH:
+        return f"VAULT_SECRET_KEY is shorter than {SECRET_MIN_LENGTH} characters"
+    counts = Counter(text)
+    if len(counts) < SECRET_MIN_DISTINCT:
+        return f"VAULT_SECRET_KEY has fewer than {SECRET_MIN_DISTINCT} different characters"
+    if text in (text + text)[1:-1]:
+        return "VAULT_SECRET_KEY is one short sequence repeated"
+    bits = -sum(n * math.log2(n / len(text)) for n in counts.values())
+    if bits < SECRET_MIN_BITS:
+        return (
+            f"VAULT_SECRET_KEY is too predictable (about {bits:.0f} bits by its character "
+            f"frequencies, {SECRET_MIN_BITS} needed)"
+        )
+    return None
+
+
 def _refuse_unsafe(config: Mapping[str, Any]) -> None:
+    problems = [
+        f"{_ENV_NAMES.get(name, name)} must be a positive number, not {config[name]}"
+        for name in POSITIVE_SETTINGS
+        if isinstance(config.get(name), int) and config[name] <= 0
+    ]
     if config["VAULT_ENV"] != "production":
+        if problems:
+            raise ConfigurationError("refusing to start:\n  - " + "\n  - ".join(problems))
         return
-    problems = []
-    secret = config.get("SECRET_KEY")
-    if not secret or len(str(secret)) < 32:
+    secret_problem = secret_key_problem(config.get("SECRET_KEY"))
+    if secret_problem:
+        problems.append(f"{secret_problem} ({KEY_ADVICE})")
+    if not config.get("SESSION_COOKIE_SECURE") or not config.get("REMEMBER_COOKIE_SECURE"):
         problems.append(
-            "VAULT_SECRET_KEY is missing or shorter than 32 characters "
-            '(generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            "VAULT_COOKIE_SECURE=false would send session cookies over plain HTTP: serve the "
+            "vault over HTTPS (TLS at the proxy is fine) and leave it true"
+        )
+    if config.get("DEBUG") or config.get("VAULT_DEBUG_REQUESTED"):
+        problems.append(
+            "debug mode (FLASK_DEBUG, VAULT_DEBUG or --debug) runs an interactive debugger "
+            "that lets anyone run code on the server: unset it"
         )
     if not config.get("VAULT_MASTER_KEY") and not config.get("VAULT_MASTER_KEY_FILE"):
         problems.append(

@@ -7,7 +7,7 @@ import pytest
 from vault import create_app
 from vault.config import ConfigurationError, build_config
 
-SECRET = "s" * 48
+SECRET = "pV3q-Jx8Rt0Lw_Zs1Ny6Hk2Ua9Dm4Fe7Gc5Bi0Ko3Qr8"  # 46 characters, 40 different
 KEY_FILE = "/etc/vault/master.key"
 
 
@@ -51,7 +51,7 @@ def test_production_without_secret_key_names_it(tmp_path):
 
 
 def test_production_with_short_secret_key_is_refused(tmp_path):
-    with pytest.raises(ConfigurationError, match=r"VAULT_SECRET_KEY .* 32 characters"):
+    with pytest.raises(ConfigurationError, match=r"VAULT_SECRET_KEY .*shorter than 32"):
         build_config(
             tmp_path, production(VAULT_SECRET_KEY="x" * 31, VAULT_MASTER_KEY_FILE=KEY_FILE)
         )
@@ -167,3 +167,131 @@ def test_production_warns_that_in_process_rate_limits_are_per_process(tmp_path, 
         )
         build_config(tmp_path, {"VAULT_ENV": "development"})
     assert "VAULT_RATELIMIT_STORAGE_URI" not in caplog.text
+
+
+# --- issue 9, item 13: production refuses unsafe settings ------------------------------------
+
+STRONG = {"VAULT_SECRET_KEY": SECRET, "VAULT_MASTER_KEY_FILE": KEY_FILE}
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (" " * 48, "blank"),
+        ("\t\n " * 16, "blank"),
+        ("x" * 64, "different characters"),
+        ("0123456789abcdef" * 3, "repeated"),
+        ("ab" * 20 + "cdefgh", "predictable"),
+        ("a" * 32 + "bcdefghijklm", "predictable"),
+    ],
+    ids=["spaces", "whitespace", "one-character", "pattern", "two-characters", "padded"],
+)
+def test_production_refuses_a_weak_secret_key_and_says_why(tmp_path, secret, reason):
+    with pytest.raises(ConfigurationError) as error:
+        build_config(tmp_path, production(**{**STRONG, "VAULT_SECRET_KEY": secret}))
+    message = str(error.value)
+    assert "VAULT_SECRET_KEY" in message and reason in message
+    assert "secrets.token_urlsafe" in message  # and how to make a good one
+
+
+def test_every_generated_secret_key_passes(tmp_path):
+    import secrets
+
+    for _ in range(2000):
+        for secret in (secrets.token_urlsafe(32), secrets.token_hex(16), secrets.token_hex(32)):
+            build_config(tmp_path, production(**{**STRONG, "VAULT_SECRET_KEY": secret}))
+
+
+def test_production_refuses_cookies_without_the_secure_flag(tmp_path):
+    with pytest.raises(ConfigurationError, match="VAULT_COOKIE_SECURE=false"):
+        build_config(tmp_path, production(**STRONG, VAULT_COOKIE_SECURE="false"))
+    # A development vault on plain http://127.0.0.1 may turn it off.
+    dev = build_config(tmp_path, {"VAULT_ENV": "development", "VAULT_COOKIE_SECURE": "false"})
+    assert dev["SESSION_COOKIE_SECURE"] is False
+
+
+LIFETIMES = [
+    "VAULT_SESSION_LIFETIME",
+    "VAULT_CSRF_TIME_LIMIT",
+    "VAULT_MAX_CONTENT_LENGTH",
+    "VAULT_ACCESS_TOKEN_LIFETIME",
+    "VAULT_CLIENT_TOKEN_LIFETIME",
+    "VAULT_REFRESH_TOKEN_LIFETIME",
+    "VAULT_CODE_LIFETIME",
+    "VAULT_ID_TOKEN_LIFETIME",
+    "VAULT_DB_CONNECT_TIMEOUT",
+    "VAULT_DB_STATEMENT_TIMEOUT",
+    "VAULT_DB_POOL_TIMEOUT",
+    "VAULT_ARGON2_TIME_COST",
+]
+
+
+@pytest.mark.parametrize("name", LIFETIMES)
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_non_positive_lifetimes_and_timeouts_are_refused_by_name(tmp_path, name, value):
+    for environ in (
+        production(**STRONG, **{name: value}),
+        {"VAULT_ENV": "development", name: value},
+    ):
+        # The session lifetime may also be read as VAULT_SESSION_MAX_AGE (sessions' own checks).
+        expected = name.replace("VAULT_SESSION_LIFETIME", "VAULT_SESSION_(LIFETIME|MAX_AGE)")
+        with pytest.raises(ConfigurationError, match=f"{expected} must be a positive number"):
+            build_config(tmp_path, environ)
+
+
+@pytest.mark.parametrize("variable", ["FLASK_DEBUG", "VAULT_DEBUG"])
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_production_refuses_debug_mode(tmp_path, variable, value):
+    with pytest.raises(ConfigurationError, match="debug mode"):
+        build_config(tmp_path, production(**STRONG, **{variable: value}))
+    build_config(tmp_path, production(**STRONG, **{variable: "0"}))
+
+
+def test_production_refuses_debug_set_in_the_app_config(tmp_path):
+    with pytest.raises(ConfigurationError, match="debug mode"):
+        build_config(tmp_path, production(**STRONG), overrides={"DEBUG": True})
+
+
+# --- database timeouts (issue 9, item 11) ------------------------------------------------------
+
+PG = "postgresql+psycopg://vault@db.example:5432/vault"
+
+
+def test_postgresql_gets_connect_and_statement_timeouts(tmp_path):
+    options = build_config(
+        tmp_path, production(**STRONG, VAULT_DATABASE_URL=PG, VAULT_DB_STATEMENT_TIMEOUT="7")
+    )["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert "pool_pre_ping" not in options  # bounded pre-ping in vault.database instead
+    assert options["pool_timeout"] == 5
+    assert options["connect_args"] == {
+        "connect_timeout": 5,
+        "options": "-c statement_timeout=7000",
+    }
+
+
+def test_statement_timeout_joins_server_options_already_given(tmp_path):
+    from_url = build_config(
+        tmp_path,
+        production(**STRONG, VAULT_DATABASE_URL=PG + "?options=-csearch_path%3Dvault"),
+    )["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert from_url["options"] == "-csearch_path=vault -c statement_timeout=15000"
+    given = {"connect_args": {"options": "-csearch_path=s1", "connect_timeout": 2}}
+    from_options = build_config(
+        tmp_path,
+        production(**STRONG, VAULT_DATABASE_URL=PG),
+        overrides={"SQLALCHEMY_ENGINE_OPTIONS": given},
+    )["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert from_options == {
+        "options": "-csearch_path=s1 -c statement_timeout=15000",
+        "connect_timeout": 2,
+    }
+
+
+def test_operator_commands_run_without_a_statement_timeout(tmp_path):
+    options = build_config(
+        tmp_path,
+        production(**STRONG, VAULT_DATABASE_URL=PG),
+        overrides={"VAULT_DB_STATEMENT_TIMEOUT": None},
+    )["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert "statement_timeout" not in options["connect_args"].get("options", "")
+    assert options["connect_args"]["connect_timeout"] == 5

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, current_app, flash, request, session
-from flask_login import current_user, login_user, logout_user
+from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
 from vault.accounts import devices
@@ -82,8 +82,8 @@ def register(bp: Blueprint) -> None:
     def no_store_for_personal_pages(response: Response) -> Response:
         if request.endpoint == "static":
             return response
-        if request.blueprint in PRIVATE_BLUEPRINTS or (
-            "_user_id" in session and current_user.is_authenticated
-        ):
+        # The session's own mark, not current_user: loading the user reads the database,
+        # which may be the very trouble this response reports (a 503 must stay a 503).
+        if request.blueprint in PRIVATE_BLUEPRINTS or "_user_id" in session:
             response.headers["Cache-Control"] = "no-store"
         return response

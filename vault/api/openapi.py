@@ -21,6 +21,24 @@ from vault.oauth.scopes import ALL_SCOPES, API_SCOPES
 from vault.oauth.server import issuer
 
 PROBLEM = {"application/problem+json": {"schema": "Problem"}}
+# Every operation can answer these, whatever it does (vault.errors, vault.inputs).
+COMMON_ERRORS = {
+    "400": {
+        "description": "Unreadable input: NUL characters or lone surrogates in a string, "
+        "JSON nested too deeply, malformed JSON where it is parsed (invalid-input)",
+        "content": PROBLEM,
+    },
+    "503": {
+        "description": "The database is unreachable or timed out (database-unavailable); "
+        "nothing changed, try again after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": PROBLEM,
+    },
+    "default": {
+        "description": "Any other error (405 with Allow, 413, 415, ...), as a problem document",
+        "content": PROBLEM,
+    },
+}
 
 
 def build_spec() -> dict[str, Any]:
@@ -86,6 +104,7 @@ def build_spec() -> dict[str, Any]:
                     },
                     "403": {"description": "A token without a customer", "content": PROBLEM},
                     "429": {"description": "Rate limit reached", "content": PROBLEM},
+                    **COMMON_ERRORS,
                 },
             }
         },
@@ -99,7 +118,8 @@ def _json(schema: str) -> dict[str, Any]:
 
 
 def _errors(*extra: tuple[str, str]) -> dict[str, Any]:
-    responses = {
+    responses: dict[str, Any] = {
+        **COMMON_ERRORS,
         "401": {"description": "Missing, invalid, expired or revoked token", "content": PROBLEM},
         "403": {
             "description": "The token lacks the scope (insufficient_scope)",

@@ -37,8 +37,21 @@ class ProfileClaimsSchema(Schema):
 
 
 class ProblemSchema(Schema):
-    type = fields.String(required=True)
+    """RFC 9457 problem details, with the only extension members the vault sends."""
+
+    type = fields.String(
+        required=True, metadata={"description": "Stable URI naming the kind of problem"}
+    )
     title = fields.String(required=True)
     status = fields.Integer(required=True)
     detail = fields.String()
     error = fields.String(metadata={"description": "RFC 6750 error code on bearer failures"})
+    error_description = fields.String(
+        metadata={"description": "RFC 6750 error description on bearer failures"}
+    )
+    errors = fields.Dict(
+        metadata={
+            "description": "invalid-request only: what is wrong, by member of the request "
+            "body (nested like the body; lists by index), as lists of sentences"
+        }
+    )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vault.crypto import aead
 from vault.crypto.keyring import KeyProvider, KeyringError, LocalKeyProvider, WrappedKey
-from vault.keys.models import DataKey
+from vault.keys.models import DataKey, KeyCheck
 from vault.models import utcnow
 
 
@@ -48,20 +48,28 @@ class WrappedKeyTable:
     model: Any
     owner: Callable[[Any], str]
     order_by: Any
+    # Counted in progress and reports; the key check value is nobody's key, so it is not.
+    counted: bool = True
 
 
 def wrapped_key_tables() -> list[WrappedKeyTable]:
-    """Everything master-key rotation must re-wrap: customers' data keys and signing keys."""
+    """Everything master-key rotation must re-wrap: customers' data keys, signing keys and
+    the key check value (``vault.keys.check``), which must always open under the current
+    keyring."""
+    from vault.keys.check import KEY_CHECK_OWNER
     from vault.oauth.models import SigningKey
     from vault.oauth.signing import key_owner
 
     return [
         WrappedKeyTable(DataKey, lambda row: row.user_id, DataKey.user_id),
         WrappedKeyTable(SigningKey, lambda row: key_owner(row.kid), SigningKey.kid),
+        WrappedKeyTable(KeyCheck, lambda row: KEY_CHECK_OWNER, KeyCheck.id, counted=False),
     ]
 
 
-def count_wrapped_under_other_keys(session: Session, current_key_id: str) -> int:
+def count_wrapped_under_other_keys(
+    session: Session, current_key_id: str, *, counted_only: bool = False
+) -> int:
     return sum(
         session.scalar(
             select(func.count())
@@ -70,6 +78,7 @@ def count_wrapped_under_other_keys(session: Session, current_key_id: str) -> int
         )
         or 0
         for table in wrapped_key_tables()
+        if table.counted or not counted_only
     )
 
 
@@ -108,8 +117,9 @@ def rewrap_all(
                 if hasattr(row, "wrapped_at"):
                     row.wrapped_at = utcnow()
             session.commit()
-            total += len(rows)
-            on_progress(len(rows))
+            if table.counted:
+                total += len(rows)
+                on_progress(len(rows))
     return total
 
 
@@ -126,7 +136,7 @@ def rotate_master_key(
     """
     with keys.rotation_lock():
         new_key_id = keys.begin_rotation()
-        on_start(count_wrapped_under_other_keys(session, new_key_id))
+        on_start(count_wrapped_under_other_keys(session, new_key_id, counted_only=True))
         rewrapped = rewrap_all(session, keys, on_progress=on_progress)
         left = count_wrapped_under_other_keys(session, new_key_id)
         if left or keys.current_key_id != new_key_id:

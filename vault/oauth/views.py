@@ -35,6 +35,7 @@ from vault.oauth.models import OAuthClient
 from vault.oauth.scopes import ALL_SCOPES, PROFILE_SCOPES, claim_names
 from vault.oauth.server import authorization_server, issuer, require_oauth, user_info
 from vault.oauth.signing import ALGORITHMS, ensure_signing_keys, jwks
+from vault.oauth.syntax import check_authorization_request, check_client_request
 from vault.profile.operations import load_profile
 from vault.services import keys, passwords
 
@@ -137,6 +138,7 @@ def _error_page(error: OAuth2Error) -> tuple[str, int]:
 
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize() -> Any:
+    check_authorization_request()
     server = authorization_server()
     end_user = current_user._get_current_object() if current_user.is_authenticated else None
     try:
@@ -316,6 +318,7 @@ def _preview(profile: dict[str, Any], scope: str) -> list[tuple[str, str]]:
 @csrf.exempt
 @limiter.limit(_token_limit, key_func=client_rate_key)
 def token() -> Response:
+    check_client_request()
     response = authorization_server().create_token_response()
     db.session.commit()  # replay detection revokes even when the answer is an error
     return response
@@ -325,6 +328,7 @@ def token() -> Response:
 @csrf.exempt
 @limiter.limit(_token_limit, key_func=client_rate_key)
 def revoke() -> Response:
+    check_client_request()
     response = authorization_server().create_endpoint_response("revocation")
     db.session.commit()
     return response
@@ -334,6 +338,7 @@ def revoke() -> Response:
 @csrf.exempt
 @limiter.limit(_token_limit, key_func=client_rate_key)
 def introspect() -> Response:
+    check_client_request()
     return authorization_server().create_endpoint_response("introspection")
 
 

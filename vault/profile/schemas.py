@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from functools import cache
 from typing import Any
@@ -63,10 +64,30 @@ def _validate_tag(value: str) -> None:
         )
 
 
+# Control characters (Cc: NUL, tabs, line breaks, escapes), format characters (Cf:
+# zero-width spaces and joiners, byte-order marks, bidirectional overrides that make text
+# read differently from what it is), surrogates (Cs) and the line and paragraph separators:
+# none belongs in a name or an address line, and each can make a value look like another
+# to the customer or to a business reading it.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _validate_visible_text(value: str) -> None:
+    for char in value:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            raise ValidationError(
+                f"Remove the invisible or control character U+{ord(char):04X}: only "
+                "visible characters and spaces are allowed here."
+            )
+
+
 def _text(max_length: int, **kwargs: Any) -> fields.String:
     return fields.String(
         allow_none=True,
-        validate=validate.Length(min=1, max=max_length, error="At most {max} characters."),
+        validate=[
+            validate.Length(min=1, max=max_length, error="At most {max} characters."),
+            _validate_visible_text,
+        ],
         **kwargs,
     )
 

@@ -12,7 +12,7 @@ from vault.mail import build_connector
 PRODUCTION = {
     "VAULT_ENV": "production",
     "VAULT_ISSUER": "https://vault.example.com",
-    "VAULT_SECRET_KEY": "s" * 48,
+    "VAULT_SECRET_KEY": "Zq8vN2rT5xW1cL7pB4mH9dK6sF3gJ0yAe5R2tU8iO1pQ",
     "VAULT_MASTER_KEY_FILE": "/etc/vault/master.key",
     "VAULT_SMTP_URL": "smtp://user:pass@mail.example.com:587?starttls=true",
     "VAULT_MAIL_FROM": "CMR Vault <vault@example.com>",

@@ -38,7 +38,9 @@ def test_guessing_secrets_from_elsewhere_does_not_lock_the_vendor_out(app):
         "/oauth/token", data=form, headers=_basic(client_id, "wrong"), environ_base=stranger
     )
     assert limited.status_code == 429
-    assert limited.headers["Content-Type"] == "application/problem+json"
+    # The token endpoint's clients are OAuth libraries: RFC 6749 error JSON (vault.errors).
+    assert limited.headers["Content-Type"] == "application/json"
+    assert limited.get_json()["error"] == "temporarily_unavailable"
     # The vendor itself, from its own address, is still answered (400: the token is unknown).
     vendor_call = app.test_client().post(
         "/oauth/token", data=form, headers=_basic(client_id, secret)

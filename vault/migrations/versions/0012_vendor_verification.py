@@ -1,7 +1,7 @@
 """vendor verification: when and by whom; unsafe vendor URLs removed; stale requests closed
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-11-24 10:00:00.000000
 
 The verified badge now records when and by whom it was given (``vault vendors verify``),
@@ -30,7 +30,7 @@ import vault.models
 
 # revision identifiers, used by Alembic.
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

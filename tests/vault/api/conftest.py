@@ -1,0 +1,3 @@
+"""The live vault of the OAuth tests (a real HTTP server, on SQLite and on PostgreSQL)."""
+
+from tests.vault.oauth.conftest import live_config_overrides, live_oauth_app, vault  # noqa: F401
