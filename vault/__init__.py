@@ -15,7 +15,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the vault application; ``config`` overrides what the environment says."""
-    from vault import errors, inputs
+    from vault import errors, inputs, logs, transactions
     from vault.config import build_config
 
     app = Flask(
@@ -26,11 +26,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(build_config(app.instance_path, overrides=config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    inputs.init_app(app)  # first: its checks run before any other extension reads input
+    logs.init_app(app)  # the request id and the JSON lines, before anything logs
+    inputs.init_app(app)  # its checks run before any other extension reads input
     _init_keys(app)
     _init_extensions(app)
     _register_blueprints(app)
     errors.init_app(app)
+    transactions.init_app(app)  # after every other after_request (its docstring says why)
     _check_keys(app)
 
     from vault.cli import register_commands

@@ -203,6 +203,7 @@ def rotate_keys() -> None:
     from vault.crypto.keyring import KeyringError
     from vault.extensions import db
     from vault.keys.operations import rotate_master_key
+    from vault.logs import audit
     from vault.services import keys
 
     state: dict[str, object] = {}
@@ -223,6 +224,7 @@ def rotate_keys() -> None:
     finally:
         if "bar" in state:
             state["bar"].__exit__(None, None, None)  # type: ignore[attr-defined]
+    audit("master_key_rotated", current=new_key, retired=retired, rewrapped=count)
     click.echo(json.dumps({"current": new_key, "retired": retired, "rewrapped": count}, indent=2))
 
 
@@ -240,11 +242,13 @@ def rotate_signing(publish_days: int) -> None:
     from datetime import timedelta
 
     from vault.extensions import db
+    from vault.logs import audit
     from vault.oauth.signing import rotate_signing_keys
     from vault.services import keys
 
     rows, retired = rotate_signing_keys(db.session, keys(), timedelta(days=publish_days))
     db.session.commit()
+    audit("signing_keys_rotated", current=sorted(row.kid for row in rows.values()), retired=retired)
     click.echo(
         json.dumps({"current": {alg: row.kid for alg, row in rows.items()}, "retired": retired})
     )

@@ -158,6 +158,10 @@ def build_config(
         "VAULT_ARGON2_TIME_COST": env.integer("VAULT_ARGON2_TIME_COST", 3),
         "VAULT_ARGON2_MEMORY_COST": env.integer("VAULT_ARGON2_MEMORY_COST", 65536),
         "VAULT_ARGON2_PARALLELISM": env.integer("VAULT_ARGON2_PARALLELISM", 4),
+        # vault.logs: JSON lines on stderr at this level; VAULT_LOG_JSON=0 leaves logging
+        # as the host process set it up.
+        "VAULT_LOG_LEVEL": env.get("VAULT_LOG_LEVEL", "INFO"),
+        "VAULT_LOG_JSON": env.flag("VAULT_LOG_JSON", True),
         # FLASK_DEBUG is what `flask run --debug` sets and Flask reads; VAULT_DEBUG in case an
         # operator reaches for the vault's own prefix. Production refuses either.
         "VAULT_DEBUG_REQUESTED": any(

@@ -7,22 +7,30 @@ vault's only error handlers, and where the request went picks the answer:
 - ``/oauth/token``, ``/oauth/revoke``, ``/oauth/introspect``: RFC 6749 section 5.2 JSON,
   ``{"error": ..., "error_description": ...}`` (what every OAuth client library parses);
 - ``/api/``, ``/.well-known/``, the JWKS and userinfo: ``application/problem+json``
-  (RFC 9457, ``vault.api.problems``);
+  (RFC 9457, ``problem()`` below, which views also use for answers they build themselves);
 - everything else: the styled page ``templates/web/error.html`` (in a frame that asks
   nothing of the database while the database is the problem).
 
 Werkzeug's HTTP errors (400, 404, 405 with its ``Allow``, 413, 429, ...) go through the same
 place and keep their headers. Database trouble (unreachable server, timeouts, a read-only
 file, a lost connection) is ``DatabaseUnavailable``: 503 with ``Retry-After``. Anything else
-unexpected is Flask's 500, answered here without a word of the exception, which Flask logs.
+unexpected is Flask's 500, answered here without a word of the exception, which Flask logs
+(``vault.logs``: with the request id, never the path, which may hold a token).
+
+The domain errors of the features are ``VaultError`` subclasses too (``AccountError``,
+``WeakPassword``, ``InvalidLink``, ``EmailInUse``, ``ConsentError``, ``VendorError``, the
+vendor API's ``RequestError``): where a view turns one into a message beside a form field it
+catches it; anything it lets through is answered here, in the caller's form. Every error
+answered here rolls the request's transaction back (``vault.transactions.doom``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from flask import (
     Flask,
@@ -35,7 +43,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger("vault.errors")
 
@@ -56,14 +64,30 @@ _OAUTH_CODE_BY_STATUS = {
 }
 
 
+PROBLEM_BASE = "https://cmr-vault.example/problems/"
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str | None = None, **extensions: Any
+) -> Response:
+    """An RFC 9457 problem details answer: every API error is one, never a stack trace."""
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extensions)
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+
+
 class VaultError(Exception):
     """An error the vault answers on purpose. ``detail`` is shown to the client, so it
-    must never carry secrets, personal data or another exception's text."""
+    must never carry secrets, personal data or another exception's text. ``status``,
+    ``code`` and ``title`` are set per class, or per instance where one class covers
+    several answers (the vendor API's ``RequestError``)."""
 
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "internal-error"
-    title: ClassVar[str] = "Internal error"
-    oauth_error: ClassVar[str] = "server_error"
+    status: int = 500
+    code: str = "internal-error"
+    title: str = "Internal error"
+    oauth_error: str = "server_error"
 
     def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None):
         super().__init__(detail or self.title)
@@ -167,8 +191,6 @@ def error_response(
     bare: bool = False,
 ) -> Response:
     """The one answer for an error, in the form where the request went expects."""
-    from vault.api.problems import problem
-
     where = audience()
     if where == "oauth":
         response = jsonify({"error": oauth_error, "error_description": oauth_text(detail or title)})
@@ -259,9 +281,32 @@ def _http_error(error: HTTPException) -> Response:
     )
 
 
+def commit_failed(error: Exception) -> Response:
+    """The answer when the request's commit failed (``vault.transactions``): database
+    trouble is the usual 503; anything else (a constraint a concurrent request won) a 500
+    that says nothing and logs the cause."""
+    if isinstance(error, DATABASE_TROUBLE):
+        return _database_trouble(error)
+    log.error("the request's commit failed", exc_info=error)
+    return _http_error(InternalServerError())
+
+
+_E = TypeVar("_E", bound=Exception)
+
+
+def _rolled_back(handler: Callable[[_E], Response]) -> Callable[[_E], Response]:
+    def answer(error: _E) -> Response:
+        from vault import transactions
+
+        transactions.doom()
+        return handler(error)
+
+    return answer
+
+
 def init_app(app: Flask) -> None:
     """Register every error handler of the vault (and nothing else registers one)."""
-    app.register_error_handler(VaultError, _vault_error)
+    app.register_error_handler(VaultError, _rolled_back(_vault_error))
     for error_class in DATABASE_TROUBLE:
-        app.register_error_handler(error_class, _database_trouble)
-    app.register_error_handler(HTTPException, _http_error)
+        app.register_error_handler(error_class, _rolled_back(_database_trouble))
+    app.register_error_handler(HTTPException, _rolled_back(_http_error))

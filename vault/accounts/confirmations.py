@@ -46,6 +46,10 @@ TOKEN_BYTES = 32
 class InvalidLink(AccountError):
     """The link is unknown, used, expired or someone else's; the page says so plainly."""
 
+    status = 404
+    code = "invalid-link"
+    title = "Invalid link"
+
     def __init__(self) -> None:
         super().__init__(
             "This link is not valid: it was used already, has expired or was mistyped."
@@ -179,7 +183,7 @@ def confirm_signup(
     pending = open_link(session, ConfirmationPurpose.SIGNUP, token, now)
     _use_up(session, pending)
     if email_index_in_use(session, pending.row.email_index):
-        raise EmailInUse(pending.email)
+        raise EmailInUse()
     user = create_account(session, keys, passwords, email=pending.email, password=password)
     # Other sign-up links to the same address are moot now.
     session.execute(

@@ -16,6 +16,7 @@ from vault.accounts.models import AccountStatus, EmailConfirmation, Role, User
 from vault.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
 from vault.crypto.keyed_hash import blind_index
 from vault.crypto.keyring import KeyProvider
+from vault.errors import VaultError
 from vault.keys.operations import cipher_for, create_data_key, shred
 from vault.models import new_id, utcnow
 from vault.profile.operations import EmailInUse, delete_profile, email_index_in_use, save_profile
@@ -24,12 +25,19 @@ RECOVERY_CODE_COUNT = 10
 TOTP_ISSUER = "CMR Vault"
 
 
-class AccountError(Exception):
-    """A request about an account that cannot be carried out; the message says why."""
+class AccountError(VaultError):
+    """A request about an account that cannot be carried out; the message says why (pages
+    show it beside the form field it is about)."""
+
+    status = 400
+    code = "account-request-refused"
+    title = "Request refused"
+    oauth_error = "invalid_request"
 
 
 class WeakPassword(AccountError):
-    pass
+    code = "weak-password"
+    title = "Password refused"
 
 
 def check_password_policy(password: str) -> None:
@@ -57,7 +65,7 @@ def create_account(
     """Create an account with its own data key; the e-mail is stored encrypted."""
     check_password_policy(password)
     if email_index_in_use(session, blind_index(keys.secret("blind_index"), email)):
-        raise EmailInUse(email)
+        raise EmailInUse()
     user = User(id=new_id(), role=role, password_hash=passwords.hash(password))
     user.password_changed_at = utcnow()
     session.add(user)

@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 
 from vault.accounts import devices
 from vault.accounts.models import User
+from vault.logs import audit
 
 # last_seen is rewritten at most this often, so not every request re-signs the cookie.
 LAST_SEEN_GRANULARITY = 30
@@ -74,6 +75,9 @@ def register(bp: Blueprint) -> None:
             int(current_app.config["VAULT_SESSION_MAX_AGE"]),
         )
         if reason:
+            # The session's user id without the session token that follows it.
+            user_id = str(session.get("_user_id", "")).partition(":")[0]
+            audit("session_expired", user_id=user_id)
             logout_user()
             session.clear()
             flash(reason, "info")

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import time
-from functools import wraps
-from typing import Any
 from urllib.parse import urlsplit
 
 import segno
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     redirect,
@@ -20,7 +17,8 @@ from flask import (
 from flask_login import current_user, login_required, logout_user
 from werkzeug.wrappers import Response
 
-from vault import mail
+from connectors.base import Delivery
+from vault import mail, transactions
 from vault.accounts import confirmations, guards, links, operations, sessions
 from vault.accounts.forms import (
     ChangePasswordForm,
@@ -35,6 +33,7 @@ from vault.accounts.forms import (
 from vault.accounts.models import ConfirmationPurpose, User
 from vault.crypto.keyed_hash import blind_index
 from vault.extensions import db, limiter, login_manager
+from vault.logs import audit
 from vault.models import new_id, utcnow
 from vault.profile.operations import EmailInUse, load_profile
 from vault.services import keys, passwords
@@ -59,19 +58,6 @@ def load_user(session_id: str) -> User | None:
     if user is None or not user.is_active or user.session_token != token:
         return None
     return user
-
-
-def customer_required(view: Any) -> Any:
-    """Customer pages; staff and vendor members get 403 even when logged in."""
-
-    @wraps(view)
-    @login_required
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not current_user.is_customer:
-            abort(403, "This page is for customers only.")
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 def _login_limit() -> str:
@@ -120,20 +106,23 @@ def signup() -> str | Response | tuple[str, int]:
         link = confirmations.request_signup(
             db.session, keys(), email, lifetime=links.lifetime(), now=utcnow()
         )
-        db.session.commit()
-        if link.address_taken:
-            delivery = mail.send(
-                "signup_taken", email, login_url=mail.external_url("accounts.login")
-            )
-        else:
-            delivery = mail.send(
-                "signup_confirm",
-                email,
-                link=mail.external_url("accounts.confirm_signup", token=link.token),
-                hours=links.hours(),
-            )
-        return links.check_inbox(email, delivery)
+        # The mail names a row that must exist first: sent once the link is committed,
+        # and the page says whether it went out.
+        return transactions.respond_after_commit(
+            lambda: links.check_inbox(email, _mail_signup_link(email, link))
+        )
     return render_template("accounts/signup.html", form=form), 400 if form.errors else 200
+
+
+def _mail_signup_link(email: str, link: confirmations.LinkRequest) -> Delivery:
+    if link.address_taken:
+        return mail.send("signup_taken", email, login_url=mail.external_url("accounts.login"))
+    return mail.send(
+        "signup_confirm",
+        email,
+        link=mail.external_url("accounts.confirm_signup", token=link.token),
+        hours=links.hours(),
+    )
 
 
 def _invalid_link(message: str) -> tuple[str, int]:
@@ -158,19 +147,16 @@ def confirm_signup(token: str) -> str | Response | tuple[str, int]:
                 db.session, keys(), passwords(), token, form.password.data
             )
         except confirmations.InvalidLink as exc:
-            db.session.rollback()
             return _invalid_link(str(exc))
         except EmailInUse:
-            db.session.rollback()
             return render_template(
                 "accounts/link_invalid.html",
                 message="This address has a vault already. Log in instead.",
             ), 409
         except operations.WeakPassword as exc:
-            db.session.rollback()
             form.password.errors.append(str(exc))
         else:
-            db.session.commit()
+            audit("signup_confirmed", user_id=user.id)
             sessions.start_session(user)
             flash("Welcome to your vault. Fill in your profile whenever you like.", "success")
             return redirect(url_for("profile.edit"))
@@ -197,9 +183,9 @@ def login() -> str | Response | tuple[str, int]:
             db.session, keys(), passwords(), form.email.data, form.password.data
         )
         if user is None:
+            guards.guessed_wrong(subject, "password")
             form.form_errors.append(LOGIN_FAILED)
         else:
-            db.session.commit()  # a rehashed password; before the throttle's own connection
             guards.guessed_right(subject)
             if user.totp_enabled:
                 session.clear()
@@ -235,12 +221,11 @@ def second_factor() -> str | Response | tuple[str, int]:
             form.code.errors.append(wait.message)
             return guards.too_many(render_template("accounts/second_factor.html", form=form), wait)
         if operations.verify_second_factor(db.session, keys(), user, form.code.data):
-            db.session.commit()
             guards.guessed_right(subject)
             target = pending.get("next")
             sessions.start_session(user)
             return redirect(_safe_next(target))
-        db.session.rollback()
+        guards.guessed_wrong(subject, "second_factor", user_id=user.id)
         form.code.errors.append("That code is not valid. Try the current code or a recovery code.")
     return render_template("accounts/second_factor.html", form=form), 401 if form.errors else 200
 
@@ -252,7 +237,6 @@ def logout() -> Response:
         # stay valid. Rotating the token ends this session (and the user's others) for good.
         user = current_user._get_current_object()
         user.session_token = new_id()
-        db.session.commit()
     logout_user()
     session.clear()
     flash("You are logged out.", "info")
@@ -284,14 +268,13 @@ def security() -> str | Response | tuple[str, int]:
                 form.new_password.data,
             )
         except operations.WeakPassword as exc:
-            db.session.rollback()
             form.new_password.errors.append(str(exc))
         except operations.AccountError as exc:
-            db.session.rollback()
+            guards.guessed_wrong(subject, "password_confirm", user_id=current_user.id)
             form.current_password.errors.append(str(exc))
         else:
-            db.session.commit()
             guards.guessed_right(subject)
+            audit("password_changed", user_id=current_user.id)
             sessions.start_session(current_user._get_current_object())
             flash("Your password was changed. Other sessions were logged out.", "success")
             return redirect(url_for("accounts.security"))
@@ -312,10 +295,9 @@ def enable_2fa() -> str | Response | tuple[str, int]:
         try:
             codes = operations.enable_totp(db.session, keys(), current_user, secret, form.code.data)
         except operations.AccountError as exc:
-            db.session.rollback()
             form.code.errors.append(str(exc))
         else:
-            db.session.commit()
+            audit("second_factor_enabled", user_id=current_user.id)
             user = current_user._get_current_object()
             sessions.start_session(user)
             return render_template("accounts/recovery_codes.html", codes=codes)
@@ -348,11 +330,11 @@ def disable_2fa() -> str | Response | tuple[str, int]:
         try:
             operations.disable_totp(db.session, passwords(), current_user, form.password.data)
         except operations.AccountError as exc:
-            db.session.rollback()
+            guards.guessed_wrong(subject, "password_confirm", user_id=current_user.id)
             form.password.errors.append(str(exc))
         else:
-            db.session.commit()
             guards.guessed_right(subject)
+            audit("second_factor_disabled", user_id=current_user.id)
             sessions.start_session(current_user._get_current_object())
             flash("Two-step verification is off.", "info")
             return redirect(url_for("accounts.security"))
@@ -373,13 +355,15 @@ def delete_account() -> str | Response | tuple[str, int]:
             form.password.errors.append(wait.message)
             return guards.too_many(render_template("accounts/delete.html", form=form), wait)
         try:
-            operations.delete_account(db.session, passwords(), current_user, form.password.data)
+            closed = operations.delete_account(
+                db.session, passwords(), current_user, form.password.data
+            )
         except operations.AccountError as exc:
-            db.session.rollback()
+            guards.guessed_wrong(subject, "password_confirm", user_id=current_user.id)
             form.password.errors.append(str(exc))
         else:
-            db.session.commit()
             guards.guessed_right(subject)
+            audit("account_closed", user_id=closed.user_id)
             logout_user()
             session.clear()
             return render_template("accounts/deleted.html")

@@ -29,9 +29,9 @@ from vault.api.consent_schemas import (
     load_check_batch,
 )
 from vault.api.limits import per_client_limit
-from vault.api.problems import problem
 from vault.consents import vendor_api
 from vault.consents.models import ConsentRequest
+from vault.errors import problem
 from vault.extensions import csrf, db, limiter
 from vault.models import utcnow
 from vault.oauth.operations import resolve_subjects
@@ -116,7 +116,6 @@ def subject_consents(sub: str) -> Response:
         if user_id is not None
         else None
     )
-    db.session.rollback()
     if view is None:
         return _unknown_subject()
     return _no_store(jsonify(view))
@@ -143,7 +142,6 @@ def check() -> Response:
             utcnow(),
             only_user=current_token.user_id,
         )
-        db.session.rollback()
         return _no_store(jsonify(results=results))
 
 
@@ -200,25 +198,18 @@ def create_consent_request() -> Response:
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None:
         return _unknown_subject()
-    try:
-        result = vendor_api.request_consent(
-            db.session,
-            vendor,
-            user.id,
-            data["topics"],
-            data["channels"],
-            data["message"],
-            account_active=user.status == AccountStatus.ACTIVE,
-            now=utcnow(),
-            admit=lambda: _admit_request(vendor.id, user.id),
-        )
-    except vendor_api.RequestError as error:
-        db.session.rollback()
-        response = problem(error.status, error.slug, error.title, error.detail)
-        if error.retry_after is not None:
-            response.headers["Retry-After"] = str(error.retry_after)
-        return response
-    db.session.commit()
+    # A refusal (vendor_api.RequestError) is answered by vault.errors as problem+json.
+    result = vendor_api.request_consent(
+        db.session,
+        vendor,
+        user.id,
+        data["topics"],
+        data["channels"],
+        data["message"],
+        account_active=user.status == AccountStatus.ACTIVE,
+        now=utcnow(),
+        admit=lambda: _admit_request(vendor.id, user.id),
+    )
     return _request_response(result.request, data["sub"], 201 if result.created else 200)
 
 
@@ -231,8 +222,5 @@ def consent_request(request_id: str) -> Response:
     row = db.session.get(ConsentRequest, request_id)
     only_user = current_token.user_id
     if row is None or row.vendor_id != vendor.id or only_user not in (None, row.user_id):
-        db.session.rollback()
         return problem(404, "not-found", "Not found", "No such consent request of yours.")
-    response = _request_response(row, pairwise_sub(keys(), vendor.id, row.user_id), 200)
-    db.session.rollback()
-    return response
+    return _request_response(row, pairwise_sub(keys(), vendor.id, row.user_id), 200)

@@ -21,7 +21,7 @@ from flask import current_app, make_response, request
 from limits import RateLimitItem, parse_many
 from werkzeug.wrappers import Response
 
-from vault.api.problems import problem
+from vault.errors import problem
 from vault.extensions import limiter
 
 API_BLUEPRINTS = frozenset({"api", "consent_api"})

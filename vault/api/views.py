@@ -5,8 +5,8 @@ from flask import Blueprint, jsonify, render_template
 from werkzeug.wrappers import Response
 
 from vault.api.limits import per_client_limit
-from vault.api.problems import problem
 from vault.api.schemas import ProfileClaimsSchema
+from vault.errors import problem
 from vault.extensions import csrf, db
 from vault.oauth import operations
 from vault.oauth.scopes import claims_for, pairwise_sub
@@ -41,7 +41,6 @@ def profile() -> Response:
     operations.record_access(
         db.session, token, sorted(k for k in claims if k != "sub"), "GET /api/v1/profile"
     )
-    db.session.commit()
     response = jsonify(profile_claims.dump(claims))
     response.headers["Cache-Control"] = "no-store"  # personal data: never cached
     return response

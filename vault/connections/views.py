@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from vault.accounts.views import customer_required
+from vault.auth import customer_required
 from vault.consents.operations import end_relationship
 from vault.extensions import db
 from vault.models import utcnow
@@ -47,7 +47,6 @@ def revoke(grant_id: str) -> Response:
     grant = _own_grant(grant_id)
     stop_contact = request.form.get("stop_contact") == "on"
     receipt = end_relationship(db.session, keys(), current_user.id, grant, stop_contact)
-    db.session.commit()
     message = f"{grant.vendor.name} can no longer read your data."
     if stop_contact:
         message += " It may no longer contact you either."
@@ -69,7 +68,6 @@ def narrow(grant_id: str) -> Response:
         abort(409, "This connection has already ended.")
     keep = [s for s in request.form.getlist("keep_scope") if s in grant.scopes]
     operations.narrow_grant(db.session, grant, keep)
-    db.session.commit()
     flash(f"{grant.vendor.name} now sees less of your profile.", "success")
     return redirect(url_for("connections.index"))
 

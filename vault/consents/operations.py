@@ -31,6 +31,7 @@ from vault.consents.models import (
 from vault.consents.snapshot import request_refusals
 from vault.crypto.keyed_hash import pseudonym
 from vault.crypto.keyring import KeyProvider
+from vault.errors import VaultError
 from vault.models import utcnow
 from vault.oauth.models import Grant
 from vault.oauth.operations import revoke_grant
@@ -48,8 +49,13 @@ def subject_of(keys: KeyProvider, user_id: str) -> str:
     return pseudonym(keys.secret("pseudonym"), "ledger", user_id)
 
 
-class ConsentError(ValueError):
+class ConsentError(VaultError, ValueError):
     """A consent change that cannot be accepted; the message says why."""
+
+    status = 409
+    code = "consent-change-refused"
+    title = "Consent change refused"
+    oauth_error = "invalid_request"
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,16 @@ def save_consents(
     source: str = "ui",
     actor: str = "customer",
 ) -> list[ConsentReceipt]:
-    """Apply one save; only real changes produce events and receipts."""
+    """Apply one save; only real changes produce events and receipts. A refused save
+    (``ConsentError``) is refused before its first write, so it leaves nothing behind, not
+    even in the session the page is rendered from next."""
+    quiet = None if changes.clear_quiet_hours else changes.quiet_hours
+    _check(session, changes, quiet)
     recorder = _Recorder(session, keys, user_id, actor, source, subject_of(keys, user_id))
     if changes.channels:
         _save_channels(recorder, changes.channels)
     if changes.quiet_hours is not None or changes.clear_quiet_hours:
-        _save_quiet_hours(recorder, None if changes.clear_quiet_hours else changes.quiet_hours)
+        _save_quiet_hours(recorder, quiet)
     for vendor_id, settings in changes.vendors.items():
         _save_vendor(recorder, vendor_id, settings)
     for (topic_id, channel), choice in changes.topics.items():
@@ -174,11 +184,39 @@ def save_consents(
     return recorder.issued
 
 
+def _check(session: Session, changes: ConsentChanges, quiet: tuple[time, time, str] | None) -> None:
+    """Every refusal of ``save_consents``, in the order the save applies its parts."""
+    for channel in changes.channels:
+        if channel not in CHANNELS:
+            raise ConsentError(f"unknown channel {channel!r}")
+    if quiet is not None:
+        if not all(isinstance(t, time) for t in quiet[:2]):
+            raise ConsentError("quiet hours need a start and an end time")
+        if quiet[2] not in _timezones():
+            # Stored, an unknown zone would make every later decision for the customer fail.
+            raise ConsentError(f"unknown time zone {quiet[2]!r}")
+        if _fmt(quiet[0]) == _fmt(quiet[1]):
+            raise ConsentError("quiet hours must start and end at different times")
+    for vendor_id, settings in changes.vendors.items():
+        _vendor(session, vendor_id)
+        for cap in (settings.cap_per_day, settings.cap_per_week):
+            if cap is not None and not 0 <= cap <= 1000:
+                raise ConsentError("a frequency cap is a whole number from 0 to 1000")
+    for (topic_id, channel), choice in changes.topics.items():
+        if channel not in CHANNELS:
+            raise ConsentError(f"unknown channel {channel!r}")
+        if session.get(ContactTopic, topic_id) is None:
+            raise ConsentError("unknown topic")
+        if choice.expires_at is not None:
+            if choice.expires_at.tzinfo is None:
+                raise ConsentError("an expiry needs a time zone (UTC)")
+            if choice.expires_at <= utcnow():
+                raise ConsentError("an expiry date must lie in the future")
+
+
 def _save_channels(recorder: _Recorder, channels: dict[str, bool]) -> None:
     session = recorder.session
     for channel, enabled in channels.items():
-        if channel not in CHANNELS:
-            raise ConsentError(f"unknown channel {channel!r}")
         row = session.get(ChannelSetting, (recorder.user_id, channel))
         before = row.enabled if row is not None else True
         if before == enabled:
@@ -205,14 +243,6 @@ def _timezones() -> frozenset[str]:
 
 def _save_quiet_hours(recorder: _Recorder, quiet: tuple[time, time, str] | None) -> None:
     session = recorder.session
-    if quiet is not None:
-        if not all(isinstance(t, time) for t in quiet[:2]):
-            raise ConsentError("quiet hours need a start and an end time")
-        if quiet[2] not in _timezones():
-            # Stored, an unknown zone would make every later decision for the customer fail.
-            raise ConsentError(f"unknown time zone {quiet[2]!r}")
-        if _fmt(quiet[0]) == _fmt(quiet[1]):
-            raise ConsentError("quiet hours must start and end at different times")
     row = session.get(ConsentPreferences, recorder.user_id)
     before = (
         {"start": row.quiet_start, "end": row.quiet_end, "timezone": row.timezone}
@@ -250,9 +280,6 @@ def _vendor(session: Session, vendor_id: str) -> Vendor:
 def _save_vendor(recorder: _Recorder, vendor_id: str, settings: VendorSettings) -> None:
     session = recorder.session
     vendor = _vendor(session, vendor_id)
-    for cap in (settings.cap_per_day, settings.cap_per_week):
-        if cap is not None and not 0 <= cap <= 1000:
-            raise ConsentError("a frequency cap is a whole number from 0 to 1000")
     row = session.get(VendorPreference, (recorder.user_id, vendor_id))
     before = VendorSettings(row.blocked, row.cap_per_day, row.cap_per_week) if row else None
     before = before or VendorSettings()
@@ -294,16 +321,8 @@ def _save_vendor(recorder: _Recorder, vendor_id: str, settings: VendorSettings) 
 
 def _save_topic(recorder: _Recorder, topic_id: str, channel: str, choice: TopicChoice) -> None:
     session = recorder.session
-    if channel not in CHANNELS:
-        raise ConsentError(f"unknown channel {channel!r}")
     topic = session.get(ContactTopic, topic_id)
-    if topic is None:
-        raise ConsentError("unknown topic")
-    if choice.expires_at is not None:
-        if choice.expires_at.tzinfo is None:
-            raise ConsentError("an expiry needs a time zone (UTC)")
-        if choice.expires_at <= utcnow():
-            raise ConsentError("an expiry date must lie in the future")
+    assert topic is not None  # checked by _check
     row = session.get(TopicConsent, (recorder.user_id, topic_id, channel))
     before = (
         {

@@ -27,6 +27,7 @@ from vault.consents.snapshot import (
     load_consents,
     request_refusals,
 )
+from vault.errors import VaultError
 from vault.oauth.operations import resolve_subjects
 from vault.vendors.models import ContactTopic, Vendor
 
@@ -148,9 +149,12 @@ def subject_view(
     }
 
 
-class RequestError(ValueError):
+class RequestError(VaultError, ValueError):
     """A consent request that cannot be accepted: an HTTP ``status``, a stable ``slug`` and
-    a message for the vendor; ``retry_after`` (seconds) when it may be tried later."""
+    a message for the vendor; ``retry_after`` (seconds) when it may be tried later.
+    ``vault.errors`` answers it as problem+json (with ``Retry-After``)."""
+
+    oauth_error = "invalid_request"
 
     def __init__(
         self,
@@ -161,9 +165,10 @@ class RequestError(ValueError):
         status: int = 422,
         retry_after: int | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.slug, self.title, self.detail = slug, title, detail
-        self.status, self.retry_after = status, retry_after
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        super().__init__(detail, headers=headers)
+        self.code = self.slug = slug
+        self.title, self.status, self.retry_after = title, status, retry_after
 
 
 # The customer no longer receives this business's requests

@@ -7,7 +7,7 @@ from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from consent.engine import CHANNEL_NAMES, CHANNELS
-from vault.accounts.views import customer_required
+from vault.auth import customer_required
 from vault.consents import forms, operations, overview
 from vault.consents.models import ConsentReceipt, ConsentRequest
 from vault.consents.operations import ConsentChanges, ConsentError
@@ -54,14 +54,11 @@ def save() -> Response | tuple[str, int]:
     current = overview.build(db.session, current_user.id, utcnow())
     parsed = forms.parse(request.form, current)
     if not parsed.ok:
-        db.session.rollback()
         return _render(400, errors=parsed.errors, values=request.form)
     try:
         issued = operations.save_consents(db.session, keys(), current_user.id, parsed.changes)
-    except ConsentError as exc:
-        db.session.rollback()
+    except ConsentError as exc:  # refused before it wrote anything (save_consents)
         return _render(400, values=request.form, problem=str(exc))
-    db.session.commit()
     if issued:
         flash(
             f"Saved. {len(issued)} change(s), each with a signed receipt.",
@@ -78,12 +75,9 @@ def _answer(request_id: str, approve: bool) -> Response:
             db.session, keys(), current_user.id, request_id, approve=approve
         )
     except LookupError:
-        db.session.rollback()
         abort(404)
     except ConsentError as exc:
-        db.session.rollback()
         abort(409, str(exc))
-    db.session.commit()
     if approve:
         # The page says what the yes really changed: decide() may still refuse a pair.
         return redirect(url_for("consents.show_request", request_id=answered.id))
@@ -122,7 +116,6 @@ def switch_channel_on(channel: str) -> Response:
     issued = operations.save_consents(
         db.session, keys(), current_user.id, ConsentChanges(channels={channel: True})
     )
-    db.session.commit()
     how = CHANNEL_NAMES[channel]
     if issued:
         flash(f"Contact by {how} is on again for every business.", "success")

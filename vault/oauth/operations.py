@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vault.crypto.keyring import KeyProvider
+from vault.logs import audit
 from vault.models import utcnow
 from vault.oauth.models import (
     AccessEvent,
@@ -197,6 +198,13 @@ def revoke_grant(session: Session, grant: Grant, reason: str = "customer") -> No
     if grant.revoked_at is None:
         grant.revoked_at = utcnow()
         grant.revoked_reason = reason
+        audit(
+            "grant_revoked",
+            grant_id=grant.id,
+            client_id=grant.client_id,
+            user_id=grant.user_id,
+            by=reason,
+        )
     revoke_tokens(session, Token.grant_id == grant.id)
     session.flush()
 

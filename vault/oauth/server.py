@@ -28,9 +28,11 @@ from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g, request, session
 from sqlalchemy import bindparam, select
 
+from vault import transactions
 from vault.accounts.models import AccountStatus, User
-from vault.api.problems import problem
+from vault.errors import problem
 from vault.extensions import db
+from vault.logs import audit
 from vault.models import utcnow
 from vault.oauth import operations
 from vault.oauth.models import (
@@ -54,6 +56,12 @@ CONFIDENTIAL = ["client_secret_basic", "client_secret_post"]
 
 def issuer() -> str:
     return current_app.config.get("VAULT_ISSUER") or request.host_url.rstrip("/")
+
+
+def _replayed(event: str, **fields: str | None) -> None:
+    """A replay answers 400 invalid_grant, and what it revoked must stay revoked."""
+    audit(event, **fields)
+    transactions.commit_despite_error()
 
 
 class VaultAuthorizationServer(AuthorizationServer):
@@ -128,6 +136,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             # A replayed code: whoever holds it may be an attacker, so everything the first
             # exchange issued dies too (RFC 6749 4.1.2).
             operations.revoke_tokens_of_code(db.session, row.id)
+            _replayed("code_replay", client_id=client.client_id, grant_id=row.grant_id)
             return None
         if row.expires_at <= utcnow() or not row.grant.is_active():
             # A code waiting while the customer ended the connection reveals nothing.
@@ -140,6 +149,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         is revoked before its tokens ever leave (Authlib calls this after save_token)."""
         if not operations.claim_code(db.session, authorization_code.id):
             operations.revoke_tokens_of_code(db.session, authorization_code.id)
+            _replayed(
+                "code_replay",
+                client_id=authorization_code.client_id,
+                grant_id=authorization_code.grant_id,
+            )
             raise InvalidGrantError("The authorization code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Any:
@@ -161,6 +175,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             # Reuse of a spent refresh token: end the whole grant (RFC 9700 4.14.2).
             if token.grant is not None:
                 operations.revoke_grant(db.session, token.grant, reason="refresh_token_replay")
+            _replayed("refresh_replay", client_id=token.client_id, grant_id=token.grant_id)
             return None
         return token if token.is_refresh_usable() else None
 
@@ -179,6 +194,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                 )
             else:
                 operations.revoke_tokens(db.session, Token.id == refresh_token.id)
+            _replayed(
+                "refresh_replay",
+                client_id=refresh_token.client_id,
+                grant_id=refresh_token.grant_id,
+            )
             raise InvalidGrantError("The refresh token was already used.")
 
 

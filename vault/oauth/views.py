@@ -27,7 +27,7 @@ from werkzeug.wrappers import Response
 
 from vault.accounts import guards
 from vault.accounts import operations as account_operations
-from vault.api.problems import problem
+from vault.errors import problem
 from vault.extensions import csrf, db, limiter
 from vault.oauth import operations
 from vault.oauth.forms import ReauthenticateForm
@@ -119,7 +119,6 @@ def jwks_document() -> Response:
         # A fresh vault has not signed anything yet; relying parties fetch the JWKS ahead
         # of the first id_token, so publish the keys that will sign it.
         ensure_signing_keys(db.session, keys())
-        db.session.commit()
         document = jwks(db.session)
     response = jsonify(document)
     response.cache_control.max_age = 300
@@ -175,9 +174,7 @@ def authorize() -> Any:
     if request.method == "GET":
         if operations.grant_covers(existing, requested) and "consent" not in prompt:
             g.oauth_decision = operations.Decision(existing.id, " ".join(requested))
-            response = server.create_authorization_response(grant_user=end_user, grant=grant)
-            db.session.commit()
-            return response
+            return server.create_authorization_response(grant_user=end_user, grant=grant)
         if "none" in prompt:
             # The vendor asked for no screen, and consent is missing (OIDC Core 3.1.2.6).
             return server.handle_error_response(
@@ -210,9 +207,7 @@ def authorize() -> Any:
     g.oauth_decision = operations.approve(
         db.session, keys(), end_user.id, client, approved, duration, declined=declined
     )
-    response = server.create_authorization_response(grant_user=end_user, grant=grant)
-    db.session.commit()
-    return response
+    return server.create_authorization_response(grant_user=end_user, grant=grant)
 
 
 def _needs_fresh_login(grant: Any) -> bool:
@@ -282,13 +277,12 @@ def reauthenticate() -> Any:
                 db.session, keys(), user, form.code.data or ""
             )
         ):
-            session["auth_time"] = int(time.time())
-            db.session.commit()  # a spent recovery code or TOTP step
+            session["auth_time"] = int(time.time())  # a spent code is committed with it
             for subject in (password, code):
                 if subject is not None:
                     guards.guessed_right(subject)
             return redirect(target)
-        db.session.rollback()
+        guards.guessed_wrong(password, "reauthenticate", user_id=user.id)
         form.form_errors.append(
             "The password or code is not correct." if code else "The password is not correct."
         )
@@ -319,9 +313,8 @@ def _preview(profile: dict[str, Any], scope: str) -> list[tuple[str, str]]:
 @limiter.limit(_token_limit, key_func=client_rate_key)
 def token() -> Response:
     check_client_request()
-    response = authorization_server().create_token_response()
-    db.session.commit()  # replay detection revokes even when the answer is an error
-    return response
+    # A replay answers 400 and keeps its revocations (vault.oauth.server marks them).
+    return authorization_server().create_token_response()
 
 
 @bp.post("/oauth/revoke")
@@ -329,9 +322,7 @@ def token() -> Response:
 @limiter.limit(_token_limit, key_func=client_rate_key)
 def revoke() -> Response:
     check_client_request()
-    response = authorization_server().create_endpoint_response("revocation")
-    db.session.commit()
-    return response
+    return authorization_server().create_endpoint_response("revocation")
 
 
 @bp.post("/oauth/introspect")
@@ -356,7 +347,6 @@ def userinfo() -> Response:
     operations.record_access(
         db.session, current_token, sorted(k for k in info if k != "sub"), "userinfo"
     )
-    db.session.commit()
     response = jsonify(info)
     response.headers["Cache-Control"] = "no-store"  # personal data: never cached
     return response

@@ -5,8 +5,9 @@ import json
 from flask import Blueprint, Response, render_template
 from flask_login import current_user
 
-from vault.accounts.views import customer_required
+from vault.auth import customer_required
 from vault.extensions import db
+from vault.logs import audit
 from vault.portability.operations import build_export
 from vault.services import keys
 
@@ -23,6 +24,7 @@ def overview() -> str:
 @customer_required
 def download() -> Response:
     document = build_export(db.session, keys(), current_user)
+    audit("data_exported", user_id=current_user.id)
     stamp = document["generated_at"][:10]
     return Response(
         json.dumps(document, indent=2, ensure_ascii=False),

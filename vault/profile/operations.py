@@ -13,6 +13,7 @@ from vault.accounts.models import User
 from vault.crypto.aead import FieldCipher
 from vault.crypto.keyed_hash import blind_index
 from vault.crypto.keyring import KeyProvider, WrappedKey
+from vault.errors import VaultError
 from vault.keys.models import DataKey
 from vault.keys.operations import DataKeyShredded, cipher_for
 from vault.profile.models import ProfileField
@@ -36,8 +37,17 @@ PROFILE_CLAIMS = (
 ADDRESS_PARTS = ("street_address", "locality", "region", "postal_code", "country")
 
 
-class EmailInUse(Exception):
-    """Another account already signs in with this e-mail address."""
+class EmailInUse(VaultError):
+    """Another account already signs in with this e-mail address (which the error never
+    carries: its text may reach a log or a page)."""
+
+    status = 409
+    code = "email-in-use"
+    title = "Address in use"
+    oauth_error = "invalid_request"
+
+    def __init__(self) -> None:
+        super().__init__("Another account uses this e-mail address.")
 
 
 def _encode(value: Any) -> bytes:
@@ -100,7 +110,7 @@ def save_profile(session: Session, keys: KeyProvider, user: User, values: dict[s
         index = blind_index(keys.secret("blind_index"), email)
         if index != user.email_index:
             if email_index_in_use(session, index, except_user_id=user.id):
-                raise EmailInUse(email)
+                raise EmailInUse()
             user.email_index = index
     cipher = cipher_for(session, keys, user.id)
     existing = {
@@ -126,7 +136,7 @@ def change_login_email(session: Session, keys: KeyProvider, user: User, email: s
     customer's login and profile e-mail; refused if another account uses it by now."""
     index = blind_index(keys.secret("blind_index"), email)
     if email_index_in_use(session, index, except_user_id=user.id):
-        raise EmailInUse(email)
+        raise EmailInUse()
     user.email_index = index
     ciphertext = cipher_for(session, keys, user.id).encrypt("email", _encode(email))
     row = session.get(ProfileField, (user.id, "email"))

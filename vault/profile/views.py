@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -8,13 +9,14 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from vault import mail
+from vault import mail, transactions
 from vault.accounts import confirmations, links, ratelimits
 from vault.accounts.forms import ConfirmForm
 from vault.accounts.models import ConfirmationPurpose
-from vault.accounts.views import customer_required
+from vault.auth import customer_required
 from vault.crypto.keyed_hash import blind_index
 from vault.extensions import db
+from vault.logs import audit
 from vault.models import utcnow
 from vault.profile.operations import (
     ADDRESS_PARTS,
@@ -152,8 +154,11 @@ def edit() -> str | Response | tuple[str, int]:
                 errors, status = {"email": [refusal]}, 429
         if not errors:
             save_profile(db.session, keys(), current_user, data)
-            db.session.commit()
-            flash(_send_change_mail(link) if link else "Your profile was saved.", "success")
+            if link is None:
+                flash("Your profile was saved.", "success")
+            else:
+                # The link's row must be committed before the mail names it.
+                transactions.after_commit(_flash_after(lambda: _send_change_mail(link)))
             return redirect(url_for("profile.edit"))
     else:
         values = profile_to_form(load_profile(db.session, keys(), current_user.id))
@@ -179,20 +184,36 @@ def confirm_email(token: str) -> str | Response | tuple[str, int]:
         try:
             new_email = confirmations.confirm_email_change(db.session, keys(), current_user, token)
         except confirmations.InvalidLink as exc:
-            db.session.rollback()
             return _invalid_link(str(exc))
         except EmailInUse:
-            db.session.rollback()
             return render_template(
                 "accounts/link_invalid.html",
                 message="Another account uses this address by now, so your address stays.",
             ), 409
-        db.session.commit()
+        audit("email_change_confirmed", user_id=current_user.id)
         if old_email:
-            mail.send("email_changed", old_email)
+            transactions.after_commit(_mail_after(lambda: mail.send("email_changed", old_email)))
         flash(f"Your e-mail address is now {new_email}. Log in with it from now on.", "success")
         return redirect(url_for("profile.edit"))
     return render_template("profile/confirm_email.html", form=form, email=pending.email)
+
+
+def _flash_after(message: Callable[[], str]) -> transactions.AfterCommit:
+    """An after-commit step that flashes what ``message()`` (sending a mail) returns."""
+
+    def step(response: Response) -> Response:
+        flash(message(), "success")
+        return response
+
+    return step
+
+
+def _mail_after(send: Callable[[], object]) -> transactions.AfterCommit:
+    def step(response: Response) -> Response:
+        send()
+        return response
+
+    return step
 
 
 def _invalid_link(message: str) -> tuple[str, int]:

@@ -86,6 +86,7 @@ def create(
 
     URLs must be https (http only on loopback in development and testing)."""
     from vault.extensions import db
+    from vault.logs import audit
     from vault.vendors.operations import (
         VendorError,
         VendorIdentity,
@@ -132,6 +133,8 @@ def create(
     except VendorError as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
+    if verified:
+        audit("vendor_verified", vendor_id=vendor.id)
     result = {"vendor_id": vendor.id, "client_id": new.client.client_id}
     if new.client_secret is not None:
         result["client_secret"] = new.client_secret
@@ -199,6 +202,7 @@ def verify(vendor_id: str, verified_by: str | None, yes: bool) -> None:
     changes any of them before this commits, nothing is verified; any later change takes
     the badge away again until the next verify."""
     from vault.extensions import db
+    from vault.logs import audit
     from vault.vendors.models import Vendor
     from vault.vendors.operations import VendorError, VendorIdentity, verify_vendor
 
@@ -216,6 +220,7 @@ def verify(vendor_id: str, verified_by: str | None, yes: bool) -> None:
     except VendorError as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
+    audit("vendor_verified", vendor_id=vendor.id)
     click.echo(
         json.dumps(
             {
@@ -234,6 +239,7 @@ def verify(vendor_id: str, verified_by: str | None, yes: bool) -> None:
 def unverify(vendor_id: str) -> None:
     """Take the verified badge away from a vendor."""
     from vault.extensions import db
+    from vault.logs import audit
     from vault.vendors.operations import VendorError, unverify_vendor
 
     try:
@@ -242,4 +248,5 @@ def unverify(vendor_id: str) -> None:
     except VendorError as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
+    audit("vendor_unverified", vendor_id=vendor.id)
     click.echo(json.dumps({"vendor_id": vendor.id, "verified": False}))

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from vault.errors import VaultError
 from vault.models import utcnow
 from vault.oauth.models import OAuthClient, secret_hash
 from vault.oauth.scopes import ALL_SCOPES, API_SCOPES
@@ -20,8 +21,13 @@ from vault.vendors.urls import UnsafeURL, is_loopback, optional_vendor_url
 DEFAULT_SCOPES = ("openid", "profile", "email")
 
 
-class VendorError(ValueError):
+class VendorError(VaultError, ValueError):
     """Input about a vendor that cannot be accepted; the message says why."""
+
+    status = 400
+    code = "vendor-request-refused"
+    title = "Request refused"
+    oauth_error = "invalid_request"
 
 
 def check_redirect_uri(uri: str) -> str:

@@ -82,10 +82,8 @@ def update_profile() -> Response | tuple[str, int]:
             loopback_http=loopback_http_allowed(),
         )
     except operations.VendorError as exc:
-        db.session.rollback()
         form.form_errors.append(str(exc))
         return _page(profile_form=form), 400
-    db.session.commit()
     if result.verification_cleared:
         flash(
             "Business profile saved. Your business is no longer shown as verified: a CMR "
@@ -116,10 +114,8 @@ def create_client() -> str | tuple[str, int]:
                 id_token_alg=form.id_token_alg.data,
             )
         except operations.VendorError as exc:
-            db.session.rollback()
             form.redirect_uris.errors = [*form.redirect_uris.errors, str(exc)]
         else:
-            db.session.commit()
             return render_template(
                 "business/secret.html", client=new.client, secret=new.client_secret
             )
@@ -135,7 +131,6 @@ def rotate_secret(client_id: str) -> str | Response:
     except operations.VendorError as exc:
         flash(str(exc), "error")
         return redirect(url_for("business.index"))
-    db.session.commit()
     return render_template("business/secret.html", client=client, secret=secret)
 
 
@@ -149,10 +144,8 @@ def declare_topic() -> Response | tuple[str, int]:
                 db.session, g.vendor, form.name.data, form.purpose.data, form.description.data
             )
         except operations.VendorError as exc:
-            db.session.rollback()
             form.name.errors = [*form.name.errors, str(exc)]
         else:
-            db.session.commit()
             flash("Topic saved.", "success")
             return redirect(url_for("business.index"))
     return _page(topic_form=form), 400
