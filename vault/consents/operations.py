@@ -186,7 +186,7 @@ def save_consents(
 
 def _check(session: Session, changes: ConsentChanges, quiet: tuple[time, time, str] | None) -> None:
     """Every refusal of ``save_consents``, in the order the save applies its parts."""
-    for channel in changes.channels:
+    for channel in changes.channels or {}:
         if channel not in CHANNELS:
             raise ConsentError(f"unknown channel {channel!r}")
     if quiet is not None:
