@@ -13,8 +13,8 @@ but never commit; ``init_app`` registers the one place that does, which runs aft
   pyramid_tm's ``x-tm: commit``. An exception answered by ``vault.errors`` still rolls
   back (``doom()``);
 - a commit that fails (the database went away, a constraint a concurrent request won)
-  rolls back, drops what the request did to the session cookie (its flashes and log-in
-  included: the browser keeps the cookie it had) and answers through ``vault.errors``:
+  rolls back, undoes what the request did to the session cookie (its flashes and log-in
+  included: the cookie goes back with what it held before) and answers through ``vault.errors``:
   503 with ``Retry-After`` for database trouble, else a 500, logged with the request id.
   So no client is ever told "saved" about a change that did not commit;
 - work that must follow the commit (mail, forgetting guessing failures in the throttle's
@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, current_app, g, session
+from flask import Flask, Response, current_app, g, request, session
 from flask.typing import ResponseReturnValue
 
 from vault.extensions import db
@@ -102,13 +102,22 @@ def _finish(response: Response) -> Response:
             from vault import errors
 
             db.session.rollback()
-            # The browser keeps the cookie it had: no flash about a change that did not
-            # happen, no log-in to an account that was not created.
-            session.modified = False
-            return errors.commit_failed(error)
+            session.pop("_flashes", None)  # a "Saved." must not show on the error page
+            answer = errors.commit_failed(error)
+            _restore_session()
+            return answer
     for callback in state.after_commit:
         response = callback(response)
     return response
+
+
+def _restore_session() -> None:
+    """Put back the session the request came with (after rendering the error page, which
+    may touch it): no flash about a change that did not happen, no log-in to an account
+    that was not created. The cookie is sent again with that content."""
+    original = current_app.session_interface.open_session(current_app, request)
+    session.clear()
+    session.update(original or {})
 
 
 def init_app(app: Flask) -> None:
