@@ -234,10 +234,12 @@ def _database_trouble(error: Exception) -> Response:
     # parameters; the statement itself could carry personal data, so it is not logged.
     cause = getattr(error, "orig", None) or error
     first_line = (str(cause).strip().splitlines() or [""])[0]
+    from vault.logs import route
+
     log.warning(
         "database unavailable on %s %s: %s: %s",
         request.method,
-        request.path,
+        route(),
         type(cause).__name__,
         first_line[:200],
     )

@@ -191,17 +191,21 @@ def configure(level: str = "INFO") -> None:
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     logging.getLogger("vault").setLevel(level)
+    # Its INFO line about a breached limit names the limit's key: the client's address.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     logging.getLogger("werkzeug").addFilter(_NoAccessLines())
 
 
-def _route() -> str:
+def route() -> str:
+    """The matched route's pattern (``/signup/confirm/<token>``): what a log line may name
+    instead of the path, which may hold a token."""
     rule = request.url_rule
     return rule.rule if rule is not None else "<unmatched>"
 
 
 def _log_exception(app: Flask, exc_info: Any) -> None:
     """Flask's ``log_exception`` names the path, which may hold a token: the route instead."""
-    app.logger.error("unexpected error on %s %s", request.method, _route(), exc_info=exc_info)
+    app.logger.error("unexpected error on %s %s", request.method, route(), exc_info=exc_info)
 
 
 def init_app(app: Flask) -> None:
@@ -229,11 +233,11 @@ def init_app(app: Flask) -> None:
             request_log.info(
                 "%s %s %s",
                 request.method,
-                _route(),
+                route(),
                 response.status_code,
                 extra={
                     "method": request.method,
-                    "route": _route(),
+                    "route": route(),
                     "endpoint": request.endpoint,
                     "status": response.status_code,
                     "duration_ms": None
