@@ -9,6 +9,7 @@ from vault.api.problems import problem
 from vault.api.schemas import ProfileClaimsSchema
 from vault.extensions import csrf, db
 from vault.oauth import operations
+from vault.oauth.models import Token
 from vault.oauth.scopes import claims_for, pairwise_sub
 from vault.oauth.server import require_oauth
 from vault.profile.operations import load_profile
@@ -33,7 +34,7 @@ def profile() -> Response:
             "Client-credentials tokens act for your business; profile data needs a customer's "
             "authorization (authorization code flow).",
         )
-    scopes = token.scope.split()
+    scopes = token.get_scope().split()  # as narrowed since issue, if it was
     profile_data = load_profile(db.session, keys(), token.user_id)
     claims = claims_for(
         profile_data, scopes, pairwise_sub(keys(), token.client.vendor_id, token.user_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import Column, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,28 +28,6 @@ DURATIONS: dict[str, timedelta | None] = {
     "forever": None,
 }
 DURATION_LABELS = {"30d": "30 days", "1y": "1 year", "forever": "Until I revoke it"}
-
-
-class _TokenClient(Protocol):
-    @property
-    def vendor_id(self) -> str: ...
-
-
-class AccessToken(Protocol):
-    """What ``record_access`` reads of a token: a ``Token``, or the resource endpoints'
-    ``BearerToken``."""
-
-    @property
-    def user_id(self) -> str | None: ...
-
-    @property
-    def grant_id(self) -> str | None: ...
-
-    @property
-    def client_id(self) -> str: ...
-
-    @property
-    def client(self) -> _TokenClient: ...
 
 
 @dataclass(frozen=True)
@@ -221,9 +198,12 @@ def customer_grants(session: Session, user_id: str) -> list[Grant]:
 _INSERT_ACCESS_EVENT = insert(AccessEvent.__table__)  # built once: every API read runs it
 
 
-def record_access(session: Session, token: AccessToken, claims: list[str], endpoint: str) -> None:
-    """Append one row to the access log (a plain INSERT: this is on every API read's path;
-    "last access" is derived from the log rather than kept on the grant)."""
+def record_access(
+    session: Session, token: Token | AuthorizationCode, claims: list[str], endpoint: str
+) -> None:
+    """Append one row to the access log for a read with ``token`` (or the code an id_token
+    was issued for): a plain INSERT, as this is on every API read's path; "last access" is
+    derived from the log rather than kept on the grant."""
     session.connection().execute(
         _INSERT_ACCESS_EVENT,
         {

@@ -351,7 +351,7 @@ def userinfo() -> Response:
     if current_token.user_id is None:
         return problem(403, "insufficient-scope", "No customer", "This token has no subject.")
     info = dict(
-        user_info(current_token.user_id, current_token.client.vendor_id, current_token.scope)
+        user_info(current_token.user_id, current_token.client.vendor_id, current_token.get_scope())
     )
     operations.record_access(
         db.session, current_token, sorted(k for k in info if k != "sub"), "userinfo"
