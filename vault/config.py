@@ -113,7 +113,7 @@ def build_config(
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": env.integer("VAULT_CSRF_TIME_LIMIT", 3600),
         "MAX_CONTENT_LENGTH": env.integer("VAULT_MAX_CONTENT_LENGTH", 1024 * 1024),
-        # In-process counters swept without a timer thread (vault.ratelimit); redis:// for
+        # In-process counters without a timer thread (vault.ratelimit); redis:// for
         # limits shared by several processes.
         "RATELIMIT_STORAGE_URI": env.get("VAULT_RATELIMIT_STORAGE_URI", "vault-memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
