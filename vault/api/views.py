@@ -9,7 +9,6 @@ from vault.api.problems import problem
 from vault.api.schemas import ProfileClaimsSchema
 from vault.extensions import csrf, db
 from vault.oauth import operations
-from vault.oauth.models import Token
 from vault.oauth.scopes import claims_for, pairwise_sub
 from vault.oauth.server import require_oauth
 from vault.profile.operations import load_profile

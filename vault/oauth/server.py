@@ -26,7 +26,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g, request, session
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from vault.api.problems import problem
@@ -339,17 +339,20 @@ class VaultIntrospectionEndpoint(IntrospectionEndpoint):
         return payload
 
 
-# The token and everything ``Token.is_revoked`` and ``Token.get_scope`` read, in one query.
-_BEARER_TOKEN_QUERY = select(Token).options(
-    joinedload(Token.client), joinedload(Token.grant), joinedload(Token.user)
+# The token and everything ``Token.is_revoked`` and ``Token.get_scope`` read, in one query;
+# built once, as every API request runs it.
+_BEARER_TOKEN_QUERY = (
+    select(Token)
+    .options(
+        joinedload(Token.client, innerjoin=True), joinedload(Token.grant), joinedload(Token.user)
+    )
+    .where(Token.access_token_hash == bindparam("digest"))
 )
 
 
 class VaultBearerTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
-        return db.session.scalar(
-            _BEARER_TOKEN_QUERY.where(Token.access_token_hash == secret_hash(token_string))
-        )
+        return db.session.scalar(_BEARER_TOKEN_QUERY, {"digest": secret_hash(token_string)})
 
 
 class ProblemResourceProtector(ResourceProtector):
