@@ -90,7 +90,7 @@ def build_config(
         "VAULT_DB_CONNECT_TIMEOUT": env.integer("VAULT_DB_CONNECT_TIMEOUT", 5),
         "VAULT_DB_STATEMENT_TIMEOUT": env.integer("VAULT_DB_STATEMENT_TIMEOUT", 15),
         "VAULT_DB_POOL_TIMEOUT": env.integer("VAULT_DB_POOL_TIMEOUT", 5),
-        # Master key: an env var (keyring text) or a key file; see vault.crypto.keys.
+        # Master key: an env var (keyring text) or a key file; see vault.crypto.keyring.
         "VAULT_MASTER_KEY": env.get("VAULT_MASTER_KEY"),
         "VAULT_MASTER_KEY_FILE": env.get("VAULT_MASTER_KEY_FILE")
         or (str(instance / "master.key") if development else None),
