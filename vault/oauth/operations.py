@@ -31,7 +31,10 @@ DURATION_LABELS = {"30d": "30 days", "1y": "1 year", "forever": "Until I revoke 
 
 
 @dataclass(frozen=True)
-class Decision:
+class AuthorizationDecision:
+    """What the customer approved on the consent screen: the grant and the scopes the
+    authorization code will carry."""
+
     grant_id: str
     scope: str
 
@@ -97,7 +100,7 @@ def approve(
     duration: str,
     now: datetime | None = None,
     declined: list[str] | None = None,
-) -> Decision:
+) -> AuthorizationDecision:
     """Record the customer's approval: widen the active grant, or start a new one.
 
     ``declined`` are scopes shown on this consent screen and left unticked: if the grant
@@ -128,7 +131,7 @@ def approve(
         grant.updated_at = now
         grant.expires_at = expires_at
     session.flush()
-    return Decision(grant.id, " ".join(scopes))
+    return AuthorizationDecision(grant.id, " ".join(scopes))
 
 
 def revoke_tokens(session: Session, *conditions: object) -> None:

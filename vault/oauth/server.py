@@ -95,7 +95,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: Any) -> AuthorizationCode:
         # The view stores the customer's decision (approved scopes, the grant) in g.
-        decision: operations.Decision = g.oauth_decision
+        decision: operations.AuthorizationDecision = g.oauth_decision
         payload = request.payload
         row = AuthorizationCode(
             code_hash=secret_hash(code),

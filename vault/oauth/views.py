@@ -174,7 +174,7 @@ def authorize() -> Any:
 
     if request.method == "GET":
         if operations.grant_covers(existing, requested) and "consent" not in prompt:
-            g.oauth_decision = operations.Decision(existing.id, " ".join(requested))
+            g.oauth_decision = operations.AuthorizationDecision(existing.id, " ".join(requested))
             response = server.create_authorization_response(grant_user=end_user, grant=grant)
             db.session.commit()
             return response
