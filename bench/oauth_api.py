@@ -381,20 +381,24 @@ def _load(port: int, request: bytes, seconds: float) -> tuple[Rate, int]:
 def _interleaved(
     targets: dict[str, tuple[int, bytes]], seconds: float
 ) -> tuple[dict[str, Rate], dict[str, int], list[dict[str, Rate]]]:
-    """Load each target for ``seconds`` in all, in ``ROUNDS`` turns one after the other,
-    so that a change of load on a shared machine falls on all of them alike. Returns the
-    total rate and errors of each target, and the rates of each round."""
+    """Load each target for ``seconds`` in all, in ``ROUNDS`` turns one after the other
+    (first to last, then last to first), so that a change of load on a shared machine falls
+    on all of them alike. Returns the total rate and errors of each target, and the rates
+    of each round."""
     for port, request in targets.values():
         for _ in range(5):  # warm-up: every worker imports and connects
             _get(port, request)
     rounds: list[dict[str, Rate]] = []
     errors = dict.fromkeys(targets, 0)
+    order = list(targets)
     for _ in range(ROUNDS):
         this_round = {}
-        for name, (port, request) in targets.items():
+        for name in order:
+            port, request = targets[name]
             this_round[name], failed = _load(port, request, seconds / ROUNDS)
             errors[name] += failed
         rounds.append(this_round)
+        order.reverse()  # whichever goes first in a round is slower: take turns
     totals = {
         name: Rate(sum(r[name].operations for r in rounds), sum(r[name].seconds for r in rounds))
         for name in targets
