@@ -19,6 +19,7 @@ import hashlib
 import html
 import http.client
 import json
+import os
 import re
 import secrets
 import socket
@@ -161,6 +162,7 @@ class ApiRates:
     bare: Rate
     bare_sql: Rate
     errors: dict[str, int]
+    cpu_each: dict[str, float]  # the server's CPU seconds per request (workers' user + system)
     # vault/baseline of each round, for the spread under a shared machine's changing load
     round_ratios: list[tuple[float, float]]
     token: Rate
@@ -287,10 +289,15 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _gunicorn(
-    directory: Path, module: str, env: dict[str, str], name: str, workers: int = WORKERS
+    directory: Path,
+    module: str,
+    env: dict[str, str],
+    name: str,
+    workers: int = WORKERS,
+    masters: list[int] | None = None,
 ) -> Iterator[int]:
     """``gunicorn -w 2`` (or ``workers``) serving ``module:app`` from ``directory``; yields
-    its port."""
+    its port (and appends the master's process id to ``masters``)."""
     port = _free_port()
     log = (directory / f"{name}.log").open("w")
     process = subprocess.Popen(
@@ -308,6 +315,8 @@ def _gunicorn(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    if masters is not None:
+        masters.append(process.pid)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -378,24 +387,40 @@ def _load(port: int, request: bytes, seconds: float) -> tuple[Rate, int]:
     return Rate(max(sum(ok), 1), time.perf_counter() - start), sum(errors)
 
 
+def _workers_cpu(master: int) -> float:
+    """CPU seconds (user + system) the worker processes of a gunicorn master have used, from
+    /proc (Linux): what the requests cost the server, whatever else the machine runs."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master:  # ppid; utime and stime are fields 14 and 15
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _interleaved(
-    targets: dict[str, tuple[int, bytes]], seconds: float
-) -> tuple[dict[str, Rate], dict[str, int], list[dict[str, Rate]]]:
+    targets: dict[str, tuple[int, bytes, int]], seconds: float
+) -> tuple[dict[str, Rate], dict[str, int], dict[str, float], list[dict[str, Rate]]]:
     """Load each target for ``seconds`` in all, in ``ROUNDS`` turns one after the other
     (first to last, then last to first), so that a change of load on a shared machine falls
     on all of them alike. Returns the total rate and errors of each target, and the rates
-    of each round."""
-    for port, request in targets.values():
+    of each round; ``targets`` name (port, request, gunicorn master), and the workers' CPU
+    seconds of each target are returned too."""
+    for port, request, _ in targets.values():
         for _ in range(5):  # warm-up: every worker imports and connects
             _get(port, request)
     rounds: list[dict[str, Rate]] = []
     errors = dict.fromkeys(targets, 0)
+    cpu = dict.fromkeys(targets, 0.0)
     order = list(targets)
     for _ in range(ROUNDS):
         this_round = {}
         for name in order:
-            port, request = targets[name]
+            port, request, master = targets[name]
+            before = _workers_cpu(master)
             this_round[name], failed = _load(port, request, seconds / ROUNDS)
+            cpu[name] += _workers_cpu(master) - before
             errors[name] += failed
         rounds.append(this_round)
         order.reverse()  # whichever goes first in a round is slower: take turns
@@ -403,7 +428,7 @@ def _interleaved(
         name: Rate(sum(r[name].operations for r in rounds), sum(r[name].seconds for r in rounds))
         for name in targets
     }
-    return totals, errors, rounds
+    return totals, errors, cpu, rounds
 
 
 def _refreshes(port: int, authorization: str, refresh_token: str, seconds: float) -> Rate:
@@ -474,8 +499,11 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
         }
         bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        masters: list[int] = []
         with contextlib.ExitStack() as servers:
-            port = servers.enter_context(_gunicorn(directory, "vault_bench_wsgi", env, "vault"))
+            port = servers.enter_context(
+                _gunicorn(directory, "vault_bench_wsgi", env, "vault", masters=masters)
+            )
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             connection.request("GET", "/api/v1/profile", headers=bearer)
             response = connection.getresponse()
@@ -485,15 +513,18 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
                 raise RuntimeError(f"GET /api/v1/profile: {response.status} {body[:300]!r}")
             # The baselines answer with this very body: written before they start.
             (directory / "body.json").write_text(body.decode())
-            bare_port = servers.enter_context(_gunicorn(directory, "bare_bench_wsgi", env, "bare"))
-            bare_sql_port = servers.enter_context(
-                _gunicorn(directory, "bare_sql_bench_wsgi", env, "bare-sql")
+            bare_port = servers.enter_context(
+                _gunicorn(directory, "bare_bench_wsgi", env, "bare", masters=masters)
             )
-            rates, errors, rounds = _interleaved(
+            bare_sql_port = servers.enter_context(
+                _gunicorn(directory, "bare_sql_bench_wsgi", env, "bare-sql", masters=masters)
+            )
+            sql_request = _request("/api/v1/profile-sql", bearer)
+            rates, errors, cpu, rounds = _interleaved(
                 {
-                    "vault": (port, _request("/api/v1/profile", bearer)),
-                    "bare": (bare_port, _request("/api/v1/profile", bearer)),
-                    "bare + SQL": (bare_sql_port, _request("/api/v1/profile-sql", bearer)),
+                    "vault": (port, _request("/api/v1/profile", bearer), masters[0]),
+                    "bare": (bare_port, _request("/api/v1/profile", bearer), masters[1]),
+                    "bare + SQL": (bare_sql_port, sql_request, masters[2]),
                 },
                 seconds,
             )
@@ -504,6 +535,7 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
             rates["bare"],
             rates["bare + SQL"],
             errors,
+            {name: cpu[name] / rates[name].operations for name in rates},
             [
                 (
                     r["vault"].per_second / r["bare + SQL"].per_second,
