@@ -24,7 +24,7 @@ csrf.exempt(bp)  # bearer tokens, never cookies: nothing to forge
 @per_client_limit
 def profile() -> Response:
     """Exactly the claims of the scopes the customer granted this token."""
-    token = current_token._get_current_object()  # the BearerToken, not the proxy
+    token = current_token._get_current_object()  # the Token once, not the proxy each time
     if token.user_id is None:
         return problem(
             403,
