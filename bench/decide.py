@@ -17,11 +17,11 @@ from consent.engine import (
     State,
     Topic,
     TopicSetting,
-    Vendor,
+    VendorRef,
     decide,
 )
 
-VENDOR = Vendor("vendor-1", "Acme Outdoor")
+VENDOR = VendorRef("vendor-1", "Acme Outdoor")
 TOPICS = (Topic("newsletter", "marketing"), Topic("orders", "service"), Topic("survey", "research"))
 BATCH = 1000
 

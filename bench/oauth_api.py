@@ -19,6 +19,7 @@ import hashlib
 import html
 import http.client
 import json
+import os
 import re
 import secrets
 import socket
@@ -45,6 +46,7 @@ from bench.timing import Rate
 
 WORKERS = 2
 CLIENT_THREADS = 4
+ROUNDS = 4
 SCOPE = "openid profile email phone address interests"
 REDIRECT_URI = "http://127.0.0.1/callback"
 
@@ -79,9 +81,10 @@ def profile():
 """
 
 
-# The second baseline: bare Flask that also runs the vault's three statements for a read
-# (the token row by its hash, the customer's key and encrypted fields, one access-log row
-# and its commit) through the DB-API on one connection per worker, with the vault's SQLite
+# The baseline of the goal: bare Flask that also runs the vault's three statements for a read
+# (the token with its client, grant and customer by the token's hash, the customer's key and
+# encrypted fields, one access-log row and its commit), compiled from the vault's own
+# statements, through the DB-API on one connection per worker, with the vault's SQLite
 # settings, and returns the same body: no OAuth logic, limits, crypto or ORM. What the vault
 # costs beyond it is its own code, not the database work every read must do.
 _BARE_SQL_WSGI = (
@@ -136,7 +139,8 @@ def profile_sql():
     connection = _dbapi()
     cursor = connection.cursor()
     cursor.execute(TOKEN_SQL, (digest,))
-    client_id, user_id, grant_id, *_, vendor_id = cursor.fetchone()[:8]
+    row = cursor.fetchone()
+    client_id, user_id, grant_id, vendor_id = row[1], row[2], row[3], row[15]
     cursor.execute(PROFILE_SQL, (user_id,))
     cursor.fetchall()
     # SQLite stores the time as text; PostgreSQL takes the datetime.
@@ -155,11 +159,12 @@ def profile_sql():
 @dataclass
 class ApiRates:
     api: Rate
-    api_errors: int
     bare: Rate
-    bare_errors: int
     bare_sql: Rate
-    bare_sql_errors: int
+    errors: dict[str, int]
+    cpu_each: dict[str, float]  # the server's CPU seconds per request (workers' user + system)
+    # vault/baseline of each round, for the spread under a shared machine's changing load
+    round_ratios: list[tuple[float, float]]
     token: Rate
     token_grant: str
     body_bytes: int
@@ -284,10 +289,15 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _gunicorn(
-    directory: Path, module: str, env: dict[str, str], name: str, workers: int = WORKERS
+    directory: Path,
+    module: str,
+    env: dict[str, str],
+    name: str,
+    workers: int = WORKERS,
+    masters: list[int] | None = None,
 ) -> Iterator[int]:
     """``gunicorn -w 2`` (or ``workers``) serving ``module:app`` from ``directory``; yields
-    its port."""
+    its port (and appends the master's process id to ``masters``)."""
     port = _free_port()
     log = (directory / f"{name}.log").open("w")
     process = subprocess.Popen(
@@ -305,6 +315,8 @@ def _gunicorn(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    if masters is not None:
+        masters.append(process.pid)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -342,13 +354,15 @@ def _get(port: int, request: bytes) -> bool:
     return b"".join(chunks).startswith(b"HTTP/1.1 200")
 
 
-def _load(port: int, path: str, headers: dict[str, str], seconds: float) -> tuple[Rate, int]:
-    """``CLIENT_THREADS`` threads sending GETs for ``seconds``; (rate of 200s, errors)."""
+def _request(path: str, headers: dict[str, str]) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    for _ in range(5):  # warm-up: every worker imports and connects
-        _get(port, request)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _load(port: int, request: bytes, seconds: float) -> tuple[Rate, int]:
+    """``CLIENT_THREADS`` threads sending ``request`` for ``seconds``; (rate of 200s,
+    errors)."""
     ok = [0] * CLIENT_THREADS
     errors = [0] * CLIENT_THREADS
     start = time.perf_counter()
@@ -371,6 +385,50 @@ def _load(port: int, path: str, headers: dict[str, str], seconds: float) -> tupl
     for thread in threads:
         thread.join()
     return Rate(max(sum(ok), 1), time.perf_counter() - start), sum(errors)
+
+
+def _workers_cpu(master: int) -> float:
+    """CPU seconds (user + system) the worker processes of a gunicorn master have used, from
+    /proc (Linux): what the requests cost the server, whatever else the machine runs."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master:  # ppid; utime and stime are fields 14 and 15
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _interleaved(
+    targets: dict[str, tuple[int, bytes, int]], seconds: float
+) -> tuple[dict[str, Rate], dict[str, int], dict[str, float], list[dict[str, Rate]]]:
+    """Load each target for ``seconds`` in all, in ``ROUNDS`` turns one after the other
+    (first to last, then last to first), so that a change of load on a shared machine falls
+    on all of them alike. Returns the total rate and errors of each target, and the rates
+    of each round; ``targets`` name (port, request, gunicorn master), and the workers' CPU
+    seconds of each target are returned too."""
+    for port, request, _ in targets.values():
+        for _ in range(5):  # warm-up: every worker imports and connects
+            _get(port, request)
+    rounds: list[dict[str, Rate]] = []
+    errors = dict.fromkeys(targets, 0)
+    cpu = dict.fromkeys(targets, 0.0)
+    order = list(targets)
+    for _ in range(ROUNDS):
+        this_round = {}
+        for name in order:
+            port, request, master = targets[name]
+            before = _workers_cpu(master)
+            this_round[name], failed = _load(port, request, seconds / ROUNDS)
+            cpu[name] += _workers_cpu(master) - before
+            errors[name] += failed
+        rounds.append(this_round)
+        order.reverse()  # whichever goes first in a round is slower: take turns
+    totals = {
+        name: Rate(sum(r[name].operations for r in rounds), sum(r[name].seconds for r in rounds))
+        for name in targets
+    }
+    return totals, errors, cpu, rounds
 
 
 def _refreshes(port: int, authorization: str, refresh_token: str, seconds: float) -> Rate:
@@ -441,7 +499,11 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
         }
         bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-        with _gunicorn(directory, "vault_bench_wsgi", env, "vault") as port:
+        masters: list[int] = []
+        with contextlib.ExitStack() as servers:
+            port = servers.enter_context(
+                _gunicorn(directory, "vault_bench_wsgi", env, "vault", masters=masters)
+            )
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             connection.request("GET", "/api/v1/profile", headers=bearer)
             response = connection.getresponse()
@@ -449,21 +511,38 @@ def measure(seconds: float, database_url: str | None = None) -> ApiRates:
             connection.close()
             if response.status != 200:
                 raise RuntimeError(f"GET /api/v1/profile: {response.status} {body[:300]!r}")
+            # The baselines answer with this very body: written before they start.
             (directory / "body.json").write_text(body.decode())
-            api, api_errors = _load(port, "/api/v1/profile", bearer, seconds)
+            bare_port = servers.enter_context(
+                _gunicorn(directory, "bare_bench_wsgi", env, "bare", masters=masters)
+            )
+            bare_sql_port = servers.enter_context(
+                _gunicorn(directory, "bare_sql_bench_wsgi", env, "bare-sql", masters=masters)
+            )
+            sql_request = _request("/api/v1/profile-sql", bearer)
+            rates, errors, cpu, rounds = _interleaved(
+                {
+                    "vault": (port, _request("/api/v1/profile", bearer), masters[0]),
+                    "bare": (bare_port, _request("/api/v1/profile", bearer), masters[1]),
+                    "bare + SQL": (bare_sql_port, sql_request, masters[2]),
+                },
+                seconds,
+            )
             token = _refreshes(port, authorization, tokens["refresh_token"], seconds)
-        with _gunicorn(directory, "bare_bench_wsgi", env, "bare") as port:
-            bare, bare_errors = _load(port, "/api/v1/profile", bearer, seconds)
-        with _gunicorn(directory, "bare_sql_bench_wsgi", env, "bare-sql") as port:
-            bare_sql, bare_sql_errors = _load(port, "/api/v1/profile-sql", bearer, seconds)
-        _check_logged(config, bare_sql.operations)
+        _check_logged(config, rates["bare + SQL"].operations)
         return ApiRates(
-            api,
-            api_errors,
-            bare,
-            bare_errors,
-            bare_sql,
-            bare_sql_errors,
+            rates["vault"],
+            rates["bare"],
+            rates["bare + SQL"],
+            errors,
+            {name: cpu[name] / rates[name].operations for name in rates},
+            [
+                (
+                    r["vault"].per_second / r["bare + SQL"].per_second,
+                    r["vault"].per_second / r["bare"].per_second,
+                )
+                for r in rounds
+            ],
             token,
             "refresh_token",
             len(body),

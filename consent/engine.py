@@ -147,7 +147,10 @@ class CustomerConsents:
 
 
 @dataclass(frozen=True)
-class Vendor:
+class VendorRef:
+    """The business asking to make contact, as ``decide`` needs it: its id, and the name
+    its reasons use."""
+
     id: str
     name: str
 
@@ -172,7 +175,7 @@ def _deny(rule: Rule, reason: str) -> Decision:
 
 def decide(
     customer: CustomerConsents | None,
-    vendor: Vendor,
+    vendor: VendorRef,
     channel: str,
     topic: Topic,
     at: datetime,

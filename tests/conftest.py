@@ -66,7 +66,8 @@ def _app_config(database: TestDatabase, keyring_text: str, **overrides: Any) -> 
         "SQLALCHEMY_ENGINE_OPTIONS": dict(database.engine_options),
         "VAULT_MASTER_KEY": keyring_text,
         "VAULT_MASTER_KEY_FILE": None,
-        # Cheap argon2 in tests; tests/vault/test_passwords.py checks the production costs.
+        # Cheap argon2 in tests; tests/vault/accounts/test_passwords.py checks the production
+        # costs.
         "VAULT_ARGON2_TIME_COST": 1,
         "VAULT_ARGON2_MEMORY_COST": 1024,
         "VAULT_ARGON2_PARALLELISM": 1,

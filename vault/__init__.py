@@ -9,8 +9,15 @@ from typing import Any
 
 from flask import Flask
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+PACKAGE_DIR = Path(__file__).resolve().parent
+MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
+
+
+def templates_dir() -> Path:
+    """Where the Jinja templates are: inside the package once installed from a wheel
+    (pyproject.toml maps the top-level templates/ there), else the source checkout's."""
+    installed = PACKAGE_DIR / "templates"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -21,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_relative_config=True,
-        template_folder=str(PROJECT_ROOT / "templates"),
+        template_folder=str(templates_dir()),
     )
     app.config.update(build_config(app.instance_path, overrides=config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
@@ -30,7 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     inputs.init_app(app)  # its checks run before any other extension reads input
     _init_keys(app)
     _init_extensions(app)
-    _register_blueprints(app)
+    _init_features(app)
     errors.init_app(app)
     transactions.init_app(app)  # after every other after_request (its docstring says why)
     _check_keys(app)
@@ -156,31 +163,21 @@ def _init_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
 
-def _register_blueprints(app: Flask) -> None:
-    import vault.consents.models  # noqa: F401  (mapped before the first query and for migrations)
-    from vault.accounts.views import bp as accounts_bp
-    from vault.api.consent_views import bp as consent_api_bp
-    from vault.api.views import bp as api_bp
-    from vault.connections.views import bp as connections_bp
-    from vault.consents.views import bp as consents_bp
-    from vault.oauth.server import init_oauth
-    from vault.oauth.views import bp as oauth_bp
-    from vault.portability.views import bp as portability_bp
-    from vault.profile.views import bp as profile_bp
-    from vault.vendors.views import bp as business_bp
-    from vault.web.views import bp as web_bp
+def _init_features(app: Flask) -> None:
+    """Each feature registers its own blueprints (and what else it needs) in its
+    ``init_app``; this is the one list of them."""
+    from vault import (
+        accounts,
+        api,
+        connections,
+        consents,
+        oauth,
+        portability,
+        profile,
+        vendors,
+        web,
+    )
 
-    init_oauth(app)
-    for blueprint in (
-        web_bp,
-        accounts_bp,
-        profile_bp,
-        portability_bp,
-        oauth_bp,
-        api_bp,
-        connections_bp,
-        business_bp,
-        consents_bp,
-        consent_api_bp,
-    ):
-        app.register_blueprint(blueprint)
+    features = (web, accounts, profile, portability, oauth, api, connections, vendors, consents)
+    for feature in features:
+        feature.init_app(app)

@@ -90,7 +90,7 @@ def build_config(
         "VAULT_DB_CONNECT_TIMEOUT": env.integer("VAULT_DB_CONNECT_TIMEOUT", 5),
         "VAULT_DB_STATEMENT_TIMEOUT": env.integer("VAULT_DB_STATEMENT_TIMEOUT", 15),
         "VAULT_DB_POOL_TIMEOUT": env.integer("VAULT_DB_POOL_TIMEOUT", 5),
-        # Master key: an env var (keyring text) or a key file; see vault.crypto.keys.
+        # Master key: an env var (keyring text) or a key file; see vault.crypto.keyring.
         "VAULT_MASTER_KEY": env.get("VAULT_MASTER_KEY"),
         "VAULT_MASTER_KEY_FILE": env.get("VAULT_MASTER_KEY_FILE")
         or (str(instance / "master.key") if development else None),
@@ -113,7 +113,7 @@ def build_config(
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": env.integer("VAULT_CSRF_TIME_LIMIT", 3600),
         "MAX_CONTENT_LENGTH": env.integer("VAULT_MAX_CONTENT_LENGTH", 1024 * 1024),
-        # In-process counters swept without a timer thread (vault.ratelimit); redis:// for
+        # In-process counters without a timer thread (vault.ratelimit); redis:// for
         # limits shared by several processes.
         "RATELIMIT_STORAGE_URI": env.get("VAULT_RATELIMIT_STORAGE_URI", "vault-memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

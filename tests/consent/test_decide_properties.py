@@ -28,7 +28,7 @@ from consent.engine import (
     State,
     Topic,
     TopicSetting,
-    Vendor,
+    VendorRef,
     decide,
 )
 
@@ -62,7 +62,11 @@ DST_NIGHTS = {
         date(2027, 10, 3),
     ],
 }
-VENDORS = (Vendor("v-acme", "Acme"), Vendor("v-bolt", "Bolt Bikes"), Vendor("v-cora", "Cora"))
+VENDORS = (
+    VendorRef("v-acme", "Acme"),
+    VendorRef("v-bolt", "Bolt Bikes"),
+    VendorRef("v-cora", "Cora"),
+)
 VENDOR_IDS = tuple(v.id for v in VENDORS)
 TOPIC_NAMES = ("news", "billing", "surveys")
 PURPOSES = ("service", "marketing", "research", "other")
@@ -166,19 +170,21 @@ def customers(draw: st.DrawFn, at: datetime) -> CustomerConsents:
 
 
 @st.composite
-def situations(draw: st.DrawFn) -> tuple[CustomerConsents, Vendor, str, Topic, datetime]:
+def situations(draw: st.DrawFn) -> tuple[CustomerConsents, VendorRef, str, Topic, datetime]:
     at = draw(instants())
     return draw(customers(at)), draw(vendors), draw(channels), draw(topics), at
 
 
-def granted_only(vendor: Vendor, topic: Topic, channel: str, **extra: object) -> CustomerConsents:
+def granted_only(
+    vendor: VendorRef, topic: Topic, channel: str, **extra: object
+) -> CustomerConsents:
     """A customer whose only setting is an open-ended grant for this vendor x topic x channel."""
     return CustomerConsents(
         topics={(vendor.id, topic.name, channel): TopicSetting(State.GRANTED)}, **extra
     )
 
 
-def reachable(customer: CustomerConsents, vendor: Vendor, channel: str) -> bool:
+def reachable(customer: CustomerConsents, vendor: VendorRef, channel: str) -> bool:
     return (
         customer.account_active
         and channel not in customer.channels_off
@@ -190,7 +196,7 @@ def reachable(customer: CustomerConsents, vendor: Vendor, channel: str) -> bool:
 
 
 def expected_rule(
-    customer: CustomerConsents | None, vendor: Vendor, channel: str, topic: Topic, at: datetime
+    customer: CustomerConsents | None, vendor: VendorRef, channel: str, topic: Topic, at: datetime
 ) -> Rule:
     """The rule the issue's precedence names, written out independently of the engine."""
     if customer is None:
@@ -266,7 +272,7 @@ def check_not_before(decision: Decision, quiet: QuietHours, at: datetime) -> Non
 @PROPERTY
 @given(situations())
 def test_precedence_matches_the_issue(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime],
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
 ) -> None:
     customer, vendor, channel, topic, at = situation
     decision = decide(customer, vendor, channel, topic, at)
@@ -285,7 +291,7 @@ def test_precedence_matches_the_issue(
 @PROPERTY
 @given(situations())
 def test_a_global_channel_switch_always_wins(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime],
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
 ) -> None:
     customer, vendor, channel, topic, at = situation
     # Whatever else is set, even an explicit grant and a live service relationship.
@@ -308,7 +314,7 @@ def test_a_global_channel_switch_always_wins(
 @PROPERTY
 @given(situations())
 def test_a_blocked_vendor_is_always_denied(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime],
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
 ) -> None:
     customer, vendor, channel, topic, at = situation
     customer = replace(
@@ -329,7 +335,7 @@ def test_a_blocked_vendor_is_always_denied(
 @PROPERTY
 @given(situations())
 def test_closed_or_unknown_comes_first(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime],
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
 ) -> None:
     customer, vendor, channel, topic, at = situation
     closed = decide(replace(customer, account_active=False), vendor, channel, topic, at)
@@ -341,7 +347,7 @@ def test_closed_or_unknown_comes_first(
 @PROPERTY
 @given(situations(), st.sampled_from([p for p in PURPOSES if p != "service"]))
 def test_nothing_outside_service_without_an_explicit_grant(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime], purpose: str
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime], purpose: str
 ) -> None:
     customer, vendor, channel, topic, at = situation
     topic = replace(topic, purpose=purpose)
@@ -358,7 +364,7 @@ def test_nothing_outside_service_without_an_explicit_grant(
 @PROPERTY
 @given(situations())
 def test_only_an_active_relationship_allows_service_without_a_setting(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime],
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
 ) -> None:
     customer, vendor, channel, topic, at = situation
     topic = replace(topic, purpose="service")
@@ -374,7 +380,7 @@ def test_only_an_active_relationship_allows_service_without_a_setting(
 @PROPERTY
 @given(situations())
 def test_decide_is_deterministic(
-    situation: tuple[CustomerConsents, Vendor, str, Topic, datetime],
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
 ) -> None:
     customer, vendor, channel, topic, at = situation
     before = copy.deepcopy(customer)
@@ -391,7 +397,7 @@ def test_decide_is_deterministic(
 @PROPERTY
 @given(instants(), quiet_hours(), vendors, channels, topics)
 def test_inside_quiet_hours_never_allows(
-    at: datetime, quiet: QuietHours, vendor: Vendor, channel: str, topic: Topic
+    at: datetime, quiet: QuietHours, vendor: VendorRef, channel: str, topic: Topic
 ) -> None:
     assume(quiet.contains(at))
     customer = granted_only(vendor, topic, channel, quiet_hours=quiet)
@@ -406,7 +412,7 @@ def test_inside_quiet_hours_never_allows(
 @PROPERTY
 @given(instants(), quiet_hours(), vendors, channels, topics)
 def test_outside_quiet_hours_a_grant_allows(
-    at: datetime, quiet: QuietHours, vendor: Vendor, channel: str, topic: Topic
+    at: datetime, quiet: QuietHours, vendor: VendorRef, channel: str, topic: Topic
 ) -> None:
     assume(not quiet.contains(at))
     decision = decide(
@@ -422,7 +428,7 @@ def test_outside_quiet_hours_a_grant_allows(
 @PROPERTY
 @given(instants(), vendors, channels, topics, st.integers(0, 400 * 86400))
 def test_an_expired_grant_denies(
-    at: datetime, vendor: Vendor, channel: str, topic: Topic, ago: int
+    at: datetime, vendor: VendorRef, channel: str, topic: Topic, ago: int
 ) -> None:
     setting = TopicSetting(State.GRANTED, expires_at=at - timedelta(seconds=ago))
     customer = CustomerConsents(
@@ -439,7 +445,7 @@ def test_an_expired_grant_denies(
 @PROPERTY
 @given(instants(), vendors, channels, topics)
 def test_a_withdrawal_beats_the_service_relationship(
-    at: datetime, vendor: Vendor, channel: str, topic: Topic
+    at: datetime, vendor: VendorRef, channel: str, topic: Topic
 ) -> None:
     customer = CustomerConsents(
         topics={(vendor.id, topic.name, channel): TopicSetting(State.WITHDRAWN)},
@@ -460,7 +466,7 @@ def test_a_withdrawal_beats_the_service_relationship(
 )
 def test_the_daily_cap(
     at: datetime,
-    vendor: Vendor,
+    vendor: VendorRef,
     channel: str,
     topic: Topic,
     cap: int,
@@ -492,7 +498,7 @@ def test_the_daily_cap(
 @PROPERTY
 @given(instants(), vendors, channels, topics, st.integers(1, 8))
 def test_n_sends_reach_a_cap_of_n(
-    at: datetime, vendor: Vendor, channel: str, topic: Topic, n: int
+    at: datetime, vendor: VendorRef, channel: str, topic: Topic, n: int
 ) -> None:
     sent = [at - timedelta(minutes=10 * i) for i in range(n)]
     day = granted_only(
@@ -522,7 +528,7 @@ def test_n_sends_reach_a_cap_of_n(
 @PROPERTY
 @given(instants(), quiet_hours(), vendors, channels, topics, st.integers(0, 3))
 def test_quiet_hours_come_before_caps(
-    at: datetime, quiet: QuietHours, vendor: Vendor, channel: str, topic: Topic, cap: int
+    at: datetime, quiet: QuietHours, vendor: VendorRef, channel: str, topic: Topic, cap: int
 ) -> None:
     customer = granted_only(
         vendor,

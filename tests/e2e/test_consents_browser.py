@@ -152,7 +152,7 @@ def test_customer_sets_channels_consent_and_quiet_hours(
     # The quiet hours saved in the browser are what the engine applies: inside them, the
     # same e-mail is deferred to their end.
     with live_app.app_context():
-        from consent.engine import Topic, Vendor, decide
+        from consent.engine import Topic, VendorRef, decide
         from vault.consents.snapshot import load_consents
 
         settings = load_consents(db.session, [customer.id], datetime.now(UTC), shop["vendor_id"])[
@@ -161,7 +161,7 @@ def test_customer_sets_channels_consent_and_quiet_hours(
     inside = (local + timedelta(hours=2, minutes=30)).astimezone(UTC)
     deferred = decide(
         settings,
-        Vendor(shop["vendor_id"], "Acme Outdoor"),
+        VendorRef(shop["vendor_id"], "Acme Outdoor"),
         "email",
         Topic("newsletter", "marketing"),
         inside,

@@ -17,11 +17,12 @@ from werkzeug.serving import make_server
 
 from tests import factories
 from tests.vault.oauth.conftest import Client, Vault, query_of
-from vault import PROJECT_ROOT, create_app
+from vault import create_app
 from vault.crypto.keyring import Keyring
 from vault.extensions import db
 
 VAULT = Path(sys.executable).with_name("vault")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the source checkout
 
 
 def _bare_environment(**extra: str) -> dict[str, str]:

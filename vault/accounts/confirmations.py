@@ -236,8 +236,3 @@ def confirm_email_change(
     _use_up(session, pending)
     change_login_email(session, keys, user, pending.email)
     return pending.email
-
-
-def forget_links(session: Session, user_id: str) -> None:
-    """Pending changes of a closed account go with it."""
-    session.execute(delete(EmailConfirmation).where(EmailConfirmation.user_id == user_id))

@@ -59,10 +59,11 @@ _ITEM_LIMITS = (("sub", 128), ("channel", 32), ("topic", 64))
 def load_check_batch(schema: CheckBatchSchema, data: Any) -> dict[str, Any]:
     """``schema.load(data)``, with a fast path for the common, well-formed batch.
 
-    Marshmallow spends ~10 µs per nested item; a plain loop that accepts only what the
-    schema certainly accepts (exactly these keys, non-empty strings within the lengths)
-    takes a tenth of that. Anything else goes through the schema, which decides and words
-    the errors, so the two can never disagree on what is valid.
+    Marshmallow runs every nested item through the whole schema machinery, which is most of
+    a 10,000-item check; a plain loop that accepts only what the schema certainly accepts
+    (exactly these keys, non-empty strings within the lengths) is far cheaper. Anything else
+    goes through the schema, which decides and words the errors, so the two can never
+    disagree on what is valid.
     """
     if type(data) is dict and data.keys() == {"items"}:
         items = data["items"]

@@ -1,11 +1,12 @@
 """The vendor API's per-client rate limit.
 
 It counts with the ``limits`` strategy and storage that Flask-Limiter built from the
-``RATELIMIT_*`` settings (the same counters, Redis included), but calls them directly:
-Flask-Limiter's per-request machinery (resolving decorated, default and blueprint limits
-twice a request, exemption scopes, its request context) cost about 0.3 ms of a 1 ms API
-read, more than the counting itself. The API blueprints are therefore left out of
-Flask-Limiter's own before- and after-request passes.
+``RATELIMIT_*`` settings (the same counters, Redis included), through their public API
+(``Limiter.limiter``), keyed by the token's client, which only exists once the bearer
+token is accepted. Flask-Limiter's per-request machinery (resolving decorated, default and
+blueprint limits twice a request, exemption scopes, its request context) would cost more
+than the counting itself on every API read, so the API blueprints are left out of its own
+before- and after-request passes (``request_filter``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ csrf.exempt(bp)  # bearer tokens, never cookies: nothing to forge
 @per_client_limit
 def profile() -> Response:
     """Exactly the claims of the scopes the customer granted this token."""
-    token = current_token._get_current_object()  # the BearerToken, not the proxy
+    token = current_token._get_current_object()  # the Token once, not the proxy each time
     if token.user_id is None:
         return problem(
             403,
@@ -33,7 +33,7 @@ def profile() -> Response:
             "Client-credentials tokens act for your business; profile data needs a customer's "
             "authorization (authorization code flow).",
         )
-    scopes = token.scope.split()
+    scopes = token.get_scope().split()  # as narrowed since issue, if it was
     profile_data = load_profile(db.session, keys(), token.user_id)
     claims = claims_for(
         profile_data, scopes, pairwise_sub(keys(), token.client.vendor_id, token.user_id)

@@ -190,7 +190,7 @@ def build(session: Session, user_id: str, now: datetime) -> Overview:
             cap_per_day=pref.cap_per_day if pref else None,
             cap_per_week=pref.cap_per_week if pref else None,
         )
-        who = engine.Vendor(vendor.id, vendor.name)
+        who = engine.VendorRef(vendor.id, vendor.name)
         for topic in vendor.topics:
             what = engine.Topic(topic.name, topic.purpose)
             cells = [
@@ -285,7 +285,7 @@ def answered(session: Session, user_id: str, request: ConsentRequest, now: datet
     }
     view = request_view(session, request, consents, now)
     snapshot = load_consents(session, [user_id], now, vendor_id=request.vendor_id).get(user_id)
-    who = engine.Vendor(request.vendor.id, request.vendor.name)
+    who = engine.VendorRef(request.vendor.id, request.vendor.name)
     lines = []
     for topic in view.topics:
         what = engine.Topic(topic.name, topic.purpose)

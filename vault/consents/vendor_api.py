@@ -18,8 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.engine import CHANNELS, Decision, Topic, decide
-from consent.engine import Vendor as EngineVendor
+from consent.engine import CHANNELS, Decision, Topic, VendorRef, decide
 from vault.consents.models import ConsentRequest
 from vault.consents.snapshot import (
     CONNECTION_ENDED,
@@ -74,7 +73,7 @@ def check_batch(
     }
     wanted = {subjects[item["sub"]] for item in items if item["sub"] in subjects}
     consents = load_consents(session, wanted, now, vendor_id=vendor.id)
-    who = EngineVendor(vendor.id, vendor.name)
+    who = VendorRef(vendor.id, vendor.name)
     channels = frozenset(CHANNELS)
     results: list[dict[str, Any]] = []
     append = results.append
@@ -104,7 +103,7 @@ def subject_view(
     consents = load_consents(session, [user_id], now, vendor_id=vendor.id).get(user_id)
     if consents is None:
         return None
-    who = EngineVendor(vendor.id, vendor.name)
+    who = VendorRef(vendor.id, vendor.name)
     topics = []
     for name, row in sorted(vendor_topics(session, vendor.id).items()):
         topic = Topic(row.name, row.purpose)

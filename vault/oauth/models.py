@@ -150,8 +150,8 @@ class PairwiseSubject(Base):
 
     ``sub`` is a keyed hash (``vault.oauth.scopes.pairwise_sub``) that cannot be reversed;
     keeping it here turns "which customer is this sub?" into one index lookup instead of
-    hashing every customer the vendor has (13 ms per 10,000 customers, on every call of the
-    consent API). Rows stay when grants end: a vendor may still ask about a former customer.
+    hashing every customer the vendor has on every call of the consent API. Rows stay when
+    grants end: a vendor may still ask about a former customer.
     """
 
     __tablename__ = "pairwise_subjects"

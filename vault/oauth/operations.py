@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import Column, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,30 +31,11 @@ DURATIONS: dict[str, timedelta | None] = {
 DURATION_LABELS = {"30d": "30 days", "1y": "1 year", "forever": "Until I revoke it"}
 
 
-class _TokenClient(Protocol):
-    @property
-    def vendor_id(self) -> str: ...
-
-
-class AccessToken(Protocol):
-    """What ``record_access`` reads of a token: a ``Token``, or the resource endpoints'
-    ``BearerToken``."""
-
-    @property
-    def user_id(self) -> str | None: ...
-
-    @property
-    def grant_id(self) -> str | None: ...
-
-    @property
-    def client_id(self) -> str: ...
-
-    @property
-    def client(self) -> _TokenClient: ...
-
-
 @dataclass(frozen=True)
-class Decision:
+class AuthorizationDecision:
+    """What the customer approved on the consent screen: the grant and the scopes the
+    authorization code will carry."""
+
     grant_id: str
     scope: str
 
@@ -121,7 +101,7 @@ def approve(
     duration: str,
     now: datetime | None = None,
     declined: list[str] | None = None,
-) -> Decision:
+) -> AuthorizationDecision:
     """Record the customer's approval: widen the active grant, or start a new one.
 
     ``declined`` are scopes shown on this consent screen and left unticked: if the grant
@@ -152,7 +132,7 @@ def approve(
         grant.updated_at = now
         grant.expires_at = expires_at
     session.flush()
-    return Decision(grant.id, " ".join(scopes))
+    return AuthorizationDecision(grant.id, " ".join(scopes))
 
 
 def revoke_tokens(session: Session, *conditions: object) -> None:
@@ -229,9 +209,12 @@ def customer_grants(session: Session, user_id: str) -> list[Grant]:
 _INSERT_ACCESS_EVENT = insert(AccessEvent.__table__)  # built once: every API read runs it
 
 
-def record_access(session: Session, token: AccessToken, claims: list[str], endpoint: str) -> None:
-    """Append one row to the access log (a plain INSERT: this is on every API read's path;
-    "last access" is derived from the log rather than kept on the grant)."""
+def record_access(
+    session: Session, token: Token | AuthorizationCode, claims: list[str], endpoint: str
+) -> None:
+    """Append one row to the access log for a read with ``token`` (or the code an id_token
+    was issued for): a plain INSERT, as this is on every API read's path; "last access" is
+    derived from the log rather than kept on the grant."""
     session.connection().execute(
         _INSERT_ACCESS_EVENT,
         {

@@ -15,7 +15,6 @@ class ScopeInfo:
     title: str
     description: str
     claims: tuple[str, ...]
-    vendor_level: bool = False  # granted to the business itself (client credentials)
 
 
 PROFILE_SCOPES: dict[str, ScopeInfo] = {
@@ -61,7 +60,7 @@ PROFILE_SCOPES: dict[str, ScopeInfo] = {
     )
 }
 
-# Vendor-level API scopes (client credentials); later features add theirs here.
+# Vendor-level API scopes (client credentials).
 API_SCOPES: dict[str, ScopeInfo] = {
     info.name: info
     for info in (
@@ -70,30 +69,23 @@ API_SCOPES: dict[str, ScopeInfo] = {
             "Read consent settings",
             "Read the contact settings your customers set for your business.",
             (),
-            True,
         ),
         ScopeInfo(
             "consent:check",
             "Check consent",
             "Ask whether a contact (customer, channel, topic) is allowed now.",
             (),
-            True,
         ),
         ScopeInfo(
             "consent:request",
             "Request consent",
             "Propose topics and channels to a customer, who answers in the vault.",
             (),
-            True,
         ),
     )
 }
 
 ALL_SCOPES = {**PROFILE_SCOPES, **API_SCOPES}
-
-
-def register_api_scope(name: str, title: str, description: str) -> None:
-    API_SCOPES[name] = ALL_SCOPES[name] = ScopeInfo(name, title, description, (), True)
 
 
 def pairwise_sub(keys: KeyProvider, vendor_id: str, user_id: str) -> str:

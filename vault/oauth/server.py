@@ -27,9 +27,9 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g, request, session
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload
 
 from vault import transactions
-from vault.accounts.models import AccountStatus, User
 from vault.errors import problem
 from vault.extensions import db
 from vault.logs import audit
@@ -37,13 +37,9 @@ from vault.models import utcnow
 from vault.oauth import operations
 from vault.oauth.models import (
     AuthorizationCode,
-    Grant,
     OAuthClient,
     Token,
-    effective_scope,
-    grant_ended,
     secret_hash,
-    token_refused,
 )
 from vault.oauth.scopes import API_SCOPES, claims_for, pairwise_sub
 from vault.oauth.signing import current_signing_key
@@ -107,7 +103,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: Any) -> AuthorizationCode:
         # The view stores the customer's decision (approved scopes, the grant) in g.
-        decision: operations.Decision = g.oauth_decision
+        decision: operations.AuthorizationDecision = g.oauth_decision
         payload = request.payload
         row = AuthorizationCode(
             code_hash=secret_hash(code),
@@ -363,129 +359,20 @@ class VaultIntrospectionEndpoint(IntrospectionEndpoint):
         return payload
 
 
-_tokens = Token.__table__
-_clients = OAuthClient.__table__
-_grants = Grant.__table__
-_users = User.__table__
-
-# Built once (hot path): the token and everything its validity depends on, as plain columns.
+# The token and everything ``Token.is_revoked`` and ``Token.get_scope`` read, in one query;
+# built once, as every API request runs it.
 _BEARER_TOKEN_QUERY = (
-    select(
-        _tokens.c.client_id,
-        _tokens.c.user_id,
-        _tokens.c.grant_id,
-        _tokens.c.scope,
-        _tokens.c.issued_at,
-        _tokens.c.expires_in,
-        _tokens.c.revoked_at,
-        _clients.c.vendor_id,
-        _clients.c.disabled_at,
-        _grants.c.id,
-        _grants.c.scope,
-        _grants.c.revoked_at,
-        _grants.c.expires_at,
-        _users.c.id,
-        _users.c.status,
+    select(Token)
+    .options(
+        joinedload(Token.client, innerjoin=True), joinedload(Token.grant), joinedload(Token.user)
     )
-    .select_from(_tokens)
-    .join(_clients, _clients.c.client_id == _tokens.c.client_id)
-    .outerjoin(_grants, _grants.c.id == _tokens.c.grant_id)
-    .outerjoin(_users, _users.c.id == _tokens.c.user_id)
-    .where(_tokens.c.access_token_hash == bindparam("digest"))
+    .where(Token.access_token_hash == bindparam("digest"))
 )
 
 
-class BearerClient:
-    """The token's client as resource endpoints need it."""
-
-    __slots__ = ("client_id", "vendor_id")
-
-    def __init__(self, client_id: str, vendor_id: str) -> None:
-        self.client_id = client_id
-        self.vendor_id = vendor_id
-
-    def get_client_id(self) -> str:
-        return self.client_id
-
-
-class BearerToken:
-    """An access token presented to a resource endpoint (``current_token``): the columns
-    the endpoints read, and whether it is revoked, decided as ``Token.is_revoked`` does,
-    from the one row ``VaultBearerTokenValidator`` fetched."""
-
-    __slots__ = (
-        "client",
-        "client_id",
-        "expires_in",
-        "grant_id",
-        "issued_at",
-        "revoked",
-        "scope",
-        "user_id",
-    )
-
-    def __init__(self, row: Any) -> None:
-        (
-            client_id,
-            self.user_id,
-            self.grant_id,
-            issued_scope,
-            self.issued_at,
-            self.expires_in,
-            revoked_at,
-            vendor_id,
-            client_disabled_at,
-            grant_row_id,
-            grant_scope,
-            grant_revoked_at,
-            grant_expires_at,
-            user_row_id,
-            user_status,
-        ) = row
-        self.client_id = client_id
-        self.client = BearerClient(client_id, vendor_id)
-        self.scope = effective_scope(issued_scope, grant_scope)
-        self.revoked = token_refused(
-            revoked_at=revoked_at,
-            client_disabled_at=client_disabled_at,
-            grant_ended=grant_row_id is not None
-            and grant_ended(grant_revoked_at, grant_expires_at, utcnow()),
-            account_closed=user_row_id is not None and user_status != AccountStatus.ACTIVE,
-        )
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return self.expires_in
-
-    def get_expires_at(self) -> int:
-        return self.issued_at + self.expires_in
-
-    def is_expired(self) -> bool:
-        return self.issued_at + self.expires_in <= time.time()
-
-    def is_revoked(self) -> bool:
-        """Revoked itself, or its grant ended, its client was disabled, or the customer's
-        account is closed."""
-        return self.revoked
-
-    def check_client(self, client: Any) -> bool:
-        return self.client_id == client.get_client_id()
-
-    def get_client(self) -> BearerClient:
-        return self.client
-
-
 class VaultBearerTokenValidator(BearerTokenValidator):
-    def authenticate_token(self, token_string: str) -> BearerToken | None:
-        # One Core query, no ORM objects: this runs on every API request.
-        row = (
-            db.session.connection()
-            .execute(_BEARER_TOKEN_QUERY, {"digest": secret_hash(token_string)})
-            .first()
-        )
-        return BearerToken(row) if row is not None else None
+    def authenticate_token(self, token_string: str) -> Token | None:
+        return db.session.scalar(_BEARER_TOKEN_QUERY, {"digest": secret_hash(token_string)})
 
 
 class ProblemResourceProtector(ResourceProtector):

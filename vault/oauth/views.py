@@ -173,7 +173,7 @@ def authorize() -> Any:
 
     if request.method == "GET":
         if operations.grant_covers(existing, requested) and "consent" not in prompt:
-            g.oauth_decision = operations.Decision(existing.id, " ".join(requested))
+            g.oauth_decision = operations.AuthorizationDecision(existing.id, " ".join(requested))
             return server.create_authorization_response(grant_user=end_user, grant=grant)
         if "none" in prompt:
             # The vendor asked for no screen, and consent is missing (OIDC Core 3.1.2.6).
@@ -342,7 +342,7 @@ def userinfo() -> Response:
     if current_token.user_id is None:
         return problem(403, "insufficient-scope", "No customer", "This token has no subject.")
     info = dict(
-        user_info(current_token.user_id, current_token.client.vendor_id, current_token.scope)
+        user_info(current_token.user_id, current_token.client.vendor_id, current_token.get_scope())
     )
     operations.record_access(
         db.session, current_token, sorted(k for k in info if k != "sub"), "userinfo"

@@ -1,1 +1,12 @@
 """Businesses: vendor organisations, their members, OAuth clients and contact topics."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Called by ``vault.create_app``; views are imported here, not at package import."""
+    from vault.vendors.views import bp
+
+    app.register_blueprint(bp)
