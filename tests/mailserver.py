@@ -30,6 +30,8 @@ class Received:
     envelope_from: str
     recipients: list[str]
     message: EmailMessage
+    # The client's (host, port): one per connection, so tests can count connections.
+    peer: Any = None
 
     @property
     def subject(self) -> str:
@@ -67,7 +69,7 @@ class _Handler:
         message = message_from_bytes(envelope.original_content, policy=default_policy)
         with self.lock:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), message)  # type: ignore[arg-type]
+                Received(envelope.mail_from, list(envelope.rcpt_tos), message, session.peer)  # type: ignore[arg-type]
             )
         return "250 Message accepted for delivery"
 
@@ -87,11 +89,15 @@ class MailServer:
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        port: int | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.handler = _Handler()
         self.credentials = credentials
-        self.port = free_port()
+        self.port = port or free_port()
         options: dict[str, Any] = {}
+        if idle_timeout is not None:  # the server closes a connection idle this long
+            options.update(timeout=idle_timeout)
         if tls is not None and not implicit_tls:
             options.update(tls_context=tls, require_starttls=True)
         if credentials is not None:
