@@ -7,7 +7,11 @@ address is refused, the message cannot be built). ``detail`` says why in terms s
 log: protocol codes and stages, never an address or a message body.
 
 This package imports nothing of ``vault`` or Flask; the vault picks a connector from its
-configuration and hands it finished messages.
+configuration and hands it finished messages. The channels: ``connectors.email`` (SMTP,
+and ``.eml`` files for development), ``connectors.sms`` (Twilio's Messages API, and text
+files for development; ``connectors.segments`` counts SMS segments). Webhooks
+(``connectors.webhook``) report with the same ``Delivery`` but take a ``Webhook`` (URL,
+secret, id, payload) rather than a ``Message``; ``connectors.ssrf`` says where they may go.
 """
 
 from __future__ import annotations
