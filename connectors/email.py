@@ -53,6 +53,8 @@ _DOT_ATOM = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _OWN_HEADERS = frozenset({"from", "sender", "to", "cc", "bcc", "subject", "date", "message-id"})
 _UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+# Replies asking for (stronger) authentication (RFC 4954): the operator's to fix.
+_SETUP_CODES = frozenset({530, 534, 535, 538})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -240,8 +242,16 @@ def _built(message: Message, sender: Sender, **options: str) -> EmailMessage | D
 
 
 def _refused(code: int, stage: str) -> Delivery:
-    """A reply to MAIL, RCPT or DATA: 5xx is final for this message, anything else may pass."""
-    outcome = Outcome.PERMANENT_FAILURE if 500 <= code < 600 else Outcome.TEMPORARY_FAILURE
+    """A refusal of MAIL FROM, RCPT TO or DATA: a 5xx about this message is final.
+
+    MAIL FROM names the vault's own address, the same for every message: its 5xx refusal
+    (sender not allowed, relaying denied) is the set-up's and waits like a failed AUTH,
+    except ``552`` (the message is too large). ``530``, ``534``, ``535`` and ``538`` ask for
+    authentication or stronger authentication, at any stage: the set-up's too.
+    """
+    setup = code in _SETUP_CODES or (stage == "MAIL FROM" and code != 552)
+    final = 500 <= code < 600 and not setup
+    outcome = Outcome.PERMANENT_FAILURE if final else Outcome.TEMPORARY_FAILURE
     return Delivery(outcome, f"SMTP {code} at {stage}")
 
 
@@ -270,11 +280,14 @@ class SmtpConnector:
     already. Outcomes:
 
     - ``SENT``: the server accepted the message (``message_id`` is its Message-ID).
-    - ``PERMANENT_FAILURE``: a 5xx reply to MAIL FROM, RCPT TO or DATA; the message cannot
-      be built (``detail`` says why); a non-ASCII address the server cannot take.
+    - ``PERMANENT_FAILURE``: a 5xx reply to RCPT TO (no such user...) or DATA (content
+      refused), ``552`` to MAIL FROM (too large); the message cannot be built (``detail``
+      says why); a non-ASCII address the server cannot take.
     - ``TEMPORARY_FAILURE``: a 4xx reply; no connection, a dropped one or a time-out; and
-      every failure while connecting, in TLS, EHLO or AUTH, even a 5xx one: those are the
-      operator's set-up, not the message's, and the message waits while it is fixed.
+      the operator's set-up, even with a 5xx: any failure while connecting, in TLS, EHLO
+      or AUTH, other 5xx refusals of MAIL FROM (the vault's own sender address), and
+      ``530``/``534``/``535``/``538`` (authentication needed) anywhere. The message waits
+      while the set-up is fixed.
     """
 
     channel = "email"

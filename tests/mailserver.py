@@ -1,7 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd) that keeps what it receives, for tests.
 
 Plain, STARTTLS or implicit TLS, with or without AUTH; ``refuse`` makes it answer a
-chosen reply to RCPT for an address (``550 ...`` permanent, ``451 ...`` temporary).
+chosen reply to RCPT for an address (``550 ...`` permanent, ``451 ...`` temporary),
+``refuse_sender`` to MAIL FROM.
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ class Received:
 class _Handler:
     received: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
+    sender_replies: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.sender_replies.get(address)
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.replies.get(address)
@@ -131,9 +141,14 @@ class MailServer:
         with self.handler.lock:
             self.handler.received.clear()
         self.handler.replies.clear()
+        self.handler.sender_replies.clear()
 
     def refuse(self, address: str, reply: str) -> None:
         self.handler.replies[address] = reply
+
+    def refuse_sender(self, address: str, reply: str) -> None:
+        """Answer ``reply`` to MAIL FROM for ``address``."""
+        self.handler.sender_replies[address] = reply
 
     def to(self, address: str) -> list[Received]:
         return [mail for mail in self.received if address in mail.recipients]

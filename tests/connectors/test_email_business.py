@@ -248,3 +248,31 @@ def test_an_open_connector_reports_a_server_that_is_not_there():
         delivery = connector.deliver(business_message())
     assert delivery.outcome is Outcome.TEMPORARY_FAILURE
     assert delivery.detail == "connection failed: ConnectionRefusedError"
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply", "outcome"),
+    [
+        ("MAIL", "553 5.7.1 sender not allowed to relay", Outcome.TEMPORARY_FAILURE),
+        ("MAIL", "530 5.7.0 Authentication required", Outcome.TEMPORARY_FAILURE),
+        ("MAIL", "552 5.3.4 message size exceeds fixed limit", Outcome.PERMANENT_FAILURE),
+        ("MAIL", "452 4.3.1 insufficient system storage", Outcome.TEMPORARY_FAILURE),
+        ("RCPT", "530 5.7.0 Authentication required", Outcome.TEMPORARY_FAILURE),
+        ("RCPT", "554 5.7.1 relay access denied", Outcome.PERMANENT_FAILURE),
+    ],
+)
+def test_refusals_of_the_vault_s_own_sender_or_of_its_set_up_wait_for_the_operator(
+    stage, reply, outcome
+):
+    """The sender is the same for every message: refusing it is the set-up's problem, and
+    failing every queued message for good while an operator fixes it would lose them."""
+    with MailServer() as server:
+        if stage == "MAIL":
+            server.refuse_sender("vault@vault.example", reply)
+        else:
+            server.refuse("ada@example.com", reply)
+        delivery = SmtpConnector.from_url(server.url, SENDER).deliver(business_message())
+        assert server.received == []
+    code = reply.split()[0]
+    assert delivery.outcome is outcome
+    assert delivery.detail == f"SMTP {code} at {'MAIL FROM' if stage == 'MAIL' else 'RCPT'}"
