@@ -207,7 +207,7 @@ def test_file_connector_writes_one_private_eml_per_message(tmp_path):
 def test_connectors_import_nothing_of_the_vault_or_flask():
     # A fresh interpreter: deleting modules from this one would leave two copies of
     # connectors.base (and of Outcome) in the tests that run after.
-    modules = ["email", "sms", "segments", "webhook", "ssrf", "httpclient"]
+    modules = ["email", "mime", "sms", "segments", "webhook", "ssrf", "httpclient"]
     code = (
         "import sys\n"
         + "".join(f"import connectors.{name}\n" for name in modules)

@@ -10,14 +10,8 @@ import time
 import pytest
 
 from connectors.base import Message, Outcome
-from connectors.email import (
-    FileConnector,
-    Sender,
-    SmtpConnector,
-    build_message,
-    clean_display_name,
-    sender_display_name,
-)
+from connectors.email import FileConnector, SmtpConnector
+from connectors.mime import Sender, build_message, clean_display_name, sender_display_name
 from tests.mailserver import MailServer, free_port
 
 SENDER = "CMR Vault <vault@vault.example>"
