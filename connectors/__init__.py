@@ -1,1 +1,5 @@
-"""Delivery channels behind one interface, the outbox and its worker (a later issue)."""
+"""Delivery channels (e-mail, SMS, webhooks) behind one interface; see ``connectors.base``.
+
+The outbox and its worker, which use them, live in ``vault/``; this package imports
+nothing of the vault or Flask.
+"""

@@ -7,60 +7,41 @@ and ``cafile`` (a PEM file of CAs to trust instead of the system's, for a privat
 User and password are percent-decoded, so ``@``, ``:`` and ``/`` in them can be written
 ``%40``, ``%3A`` and ``%2F``. TLS always verifies the server's certificate and host name.
 
-Messages are built with the standard library's ``email`` package (``EmailMessage`` under
-the SMTP policy): a ``Message-ID`` in the sender's domain, ``Date``, ``From`` with a display
-name, ``Auto-Submitted: auto-generated`` (RFC 3834, so auto-responders stay quiet), a text
-part and, when given, an HTML alternative.
+Messages are built by ``connectors.mime.build_message`` (a Message-ID, ``Date``, ``From``
+with a display name, ``Auto-Submitted``, a text part and an optional HTML one; for a
+business's message its name beside the vault's, and one-click unsubscribe headers).
+``Sender`` and ``EmailConfigError`` live there too and are importable from here.
+
+A worker delivering many messages keeps one connection open: ``with connector:`` (or
+``open()`` ... ``close()``); see ``SmtpConnector``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import select
 import smtplib
 import ssl
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from connectors.base import Delivery, Message, Outcome
+from connectors.mime import EmailConfigError, MessageError, Sender, build_message
 
 DEFAULT_TIMEOUT = 10.0
+# A kept connection idle longer than this is replaced before the next message: servers
+# close idle ones after a few minutes (RFC 5321 suggests 5), NATs sometimes silently.
+DEFAULT_MAX_IDLE = 60.0
+# Replies asking for (stronger) authentication (RFC 4954): the operator's to fix.
+_SETUP_CODES = frozenset({530, 534, 535, 538})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-class EmailConfigError(ValueError):
-    """An SMTP URL or sender address that cannot work; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class Sender:
-    display_name: str
-    address: str
-
-    @classmethod
-    def parse(cls, text: str) -> Sender:
-        """``"CMR Vault <vault@example.com>"`` or a bare ``vault@example.com``."""
-        name, address = parseaddr(text)
-        if not address or "@" not in address or address.startswith("@") or "\n" in text:
-            raise EmailConfigError(
-                f"not a sender address: {text!r} (use e.g. 'CMR Vault <vault@example.com>')"
-            )
-        return cls(name, address)
-
-    @property
-    def domain(self) -> str:
-        return self.address.rpartition("@")[2]
-
-    def header(self) -> Address:
-        username, _, domain = self.address.rpartition("@")
-        return Address(display_name=self.display_name, username=username, domain=domain)
 
 
 @dataclass(frozen=True)
@@ -69,7 +50,7 @@ class SmtpSettings:
     port: int
     security: str  # "none", "starttls" or "tls"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     cafile: str | None = None
 
@@ -118,45 +99,83 @@ class SmtpSettings:
         )
 
 
-def build_message(
-    message: Message, sender: Sender, *, transfer_encoding: str | None = None
-) -> EmailMessage:
-    """A standards-conforming MIME message; raises ValueError for header injection.
+def _built(message: Message, sender: Sender, **options: str) -> EmailMessage | Delivery:
+    try:
+        return build_message(message, sender, **options)
+    except MessageError as exc:
+        return Delivery(Outcome.PERMANENT_FAILURE, f"the message could not be built: {exc}")
+    except (ValueError, TypeError):
+        # The email package's own refusals (a line break in a header...) quote the value.
+        return Delivery(Outcome.PERMANENT_FAILURE, "the message could not be built")
 
-    ``transfer_encoding`` None lets the ``email`` package pick (7bit, or quoted-printable
-    and base64 for long lines and non-ASCII text); ``"8bit"`` keeps the text as written.
+
+def _refused(code: int, stage: str) -> Delivery:
+    """A refusal of MAIL FROM, RCPT TO or DATA: a 5xx about this message is final.
+
+    MAIL FROM names the vault's own address, the same for every message: its 5xx refusal
+    (sender not allowed, relaying denied) is the set-up's and waits like a failed AUTH,
+    except ``552`` (the message is too large). ``530``, ``534``, ``535`` and ``538`` ask for
+    authentication or stronger authentication, at any stage: the set-up's too.
     """
-    mime = EmailMessage(policy=SMTP_POLICY)
-    mime["From"] = sender.header()
-    mime["To"] = message.recipient
-    mime["Subject"] = message.subject
-    mime["Date"] = format_datetime(datetime.now(UTC))
-    mime["Message-ID"] = make_msgid(domain=sender.domain)
-    mime["Auto-Submitted"] = "auto-generated"
-    for name, value in message.headers.items():
-        mime[name] = value
-    mime.set_content(message.text, cte=transfer_encoding)
-    if message.html is not None:
-        mime.add_alternative(message.html, subtype="html", cte=transfer_encoding)
-    return mime
-
-
-def _failure(code: int, stage: str) -> Delivery:
-    outcome = Outcome.PERMANENT_FAILURE if 500 <= code < 600 else Outcome.TEMPORARY_FAILURE
+    setup = code in _SETUP_CODES or (stage == "MAIL FROM" and code != 552)
+    final = 500 <= code < 600 and not setup
+    outcome = Outcome.PERMANENT_FAILURE if final else Outcome.TEMPORARY_FAILURE
     return Delivery(outcome, f"SMTP {code} at {stage}")
 
 
+class _ConnectFailed(Exception):
+    """Connecting, TLS, EHLO or AUTH failed: the operator's set-up, never the message's."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class SmtpConnector:
-    """Hands each message to an SMTP server, one connection per message."""
+    """Hands messages to an SMTP server.
+
+    Outside ``open()`` each ``deliver`` connects, sends and quits (sign-up mail from web
+    requests, which may run in parallel). Between ``open()`` and ``close()``, or inside
+    ``with connector:``, one connection is kept for every delivery: opened by the first,
+    checked before each next one (a connection the server closed or spoke on unasked, say
+    a ``421`` idle time-out, or one idle longer than ``max_idle`` seconds, is replaced by a
+    new one before anything is sent) and dropped after any failure that leaves it in doubt.
+    Deliveries on a kept connection take turns (a lock), so one connector can be shared by
+    threads.
+
+    A message is never sent twice by the connector itself: once MAIL FROM has gone out, a
+    failure is reported, not retried, because the server may have taken the message
+    already. Outcomes:
+
+    - ``SENT``: the server accepted the message (``message_id`` is its Message-ID).
+    - ``PERMANENT_FAILURE``: a 5xx reply to RCPT TO (no such user...) or DATA (content
+      refused), ``552`` to MAIL FROM (too large); the message cannot be built (``detail``
+      says why); a non-ASCII address the server cannot take.
+    - ``TEMPORARY_FAILURE``: a 4xx reply; no connection, a dropped one or a time-out; and
+      the operator's set-up, even with a 5xx: any failure while connecting, in TLS, EHLO
+      or AUTH, other 5xx refusals of MAIL FROM (the vault's own sender address), and
+      ``530``/``534``/``535``/``538`` (authentication needed) anywhere. The message waits
+      while the set-up is fixed.
+    """
 
     channel = "email"
 
     def __init__(
-        self, settings: SmtpSettings, sender: Sender, *, ssl_context: ssl.SSLContext | None = None
+        self,
+        settings: SmtpSettings,
+        sender: Sender,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_idle: float = DEFAULT_MAX_IDLE,
     ) -> None:
         self.settings = settings
         self.sender = sender
+        self.max_idle = max_idle
         self._ssl_context = ssl_context
+        self._lock = threading.Lock()
+        self._keep_open = False
+        self._connection: smtplib.SMTP | None = None
+        self._last_used = 0.0
 
     @classmethod
     def from_url(
@@ -164,61 +183,156 @@ class SmtpConnector:
     ) -> SmtpConnector:
         return cls(SmtpSettings.from_url(url), Sender.parse(sender), ssl_context=ssl_context)
 
+    def open(self) -> SmtpConnector:
+        """Keep one connection across deliveries from now on; it opens on the first one."""
+        with self._lock:
+            self._keep_open = True
+        return self
+
+    def close(self) -> None:
+        """Quit the kept connection, if any; later deliveries connect one at a time again."""
+        with self._lock:
+            self._keep_open = False
+            self._drop(politely=True)
+
+    def __enter__(self) -> SmtpConnector:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def deliver(self, message: Message) -> Delivery:
+        mime = _built(message, self.sender)
+        if isinstance(mime, Delivery):
+            return mime
+        if self._keep_open:
+            with self._lock:
+                if self._keep_open:  # close() may have run while this thread waited
+                    return self._deliver_kept(mime, message.recipient)
+        try:
+            connection = self._connect()
+        except _ConnectFailed as exc:
+            return Delivery(Outcome.TEMPORARY_FAILURE, exc.detail)
+        try:
+            delivery, _ = self._send(connection, mime, message.recipient)
+        finally:
+            _quit(connection)
+        return delivery
+
+    def _deliver_kept(self, mime: EmailMessage, recipient: str) -> Delivery:
+        if self._connection is not None and not self._fresh(self._connection):
+            self._drop(politely=False)
+        if self._connection is None:
+            try:
+                self._connection = self._connect()
+            except _ConnectFailed as exc:
+                return Delivery(Outcome.TEMPORARY_FAILURE, exc.detail)
+        delivery, reusable = self._send(self._connection, mime, recipient)
+        if reusable:
+            self._last_used = time.monotonic()
+        else:
+            self._drop(politely=False)
+        return delivery
+
+    def _fresh(self, connection: smtplib.SMTP) -> bool:
+        """True when the connection may carry another message without a round trip to ask.
+
+        A server does not speak unasked except to close (``421``) or when it has closed: a
+        socket readable before we send is one to replace, as is one idle too long (a NAT
+        or firewall may have forgotten it without telling either side).
+        """
+        if time.monotonic() - self._last_used > self.max_idle or connection.sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def _drop(self, *, politely: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if politely:
+            _quit(connection)
+        else:
+            connection.close()
+
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is not None:
             return self._ssl_context
         return ssl.create_default_context(cafile=self.settings.cafile)
 
     def _connect(self) -> smtplib.SMTP:
+        """A connection ready for MAIL FROM (TLS and AUTH done), or ``_ConnectFailed``."""
         settings = self.settings
-        if settings.security == "tls":
-            return smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=settings.timeout, context=self._context()
-            )
-        connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-        if settings.security == "starttls":
-            connection.starttls(context=self._context())
-        return connection
-
-    def deliver(self, message: Message) -> Delivery:
+        connection: smtplib.SMTP | None = None
         try:
-            mime = build_message(message, self.sender)
-        except (ValueError, TypeError):
-            return Delivery(Outcome.PERMANENT_FAILURE, "the message could not be built")
-        message_id = str(mime["Message-ID"])
-        try:
-            with self._connect() as connection:
-                if self.settings.username:
-                    connection.login(self.settings.username, self.settings.password or "")
-                refused = connection.send_message(
-                    mime, from_addr=self.sender.address, to_addrs=[message.recipient]
+            if settings.security == "tls":
+                connection = smtplib.SMTP_SSL(
+                    settings.host, settings.port, timeout=settings.timeout, context=self._context()
                 )
-        except smtplib.SMTPRecipientsRefused as exc:
-            code = next(iter(exc.recipients.values()))[0]
-            return _failure(code, "RCPT")
-        except smtplib.SMTPSenderRefused as exc:
-            return _failure(exc.smtp_code, "MAIL FROM")
-        except smtplib.SMTPDataError as exc:
-            return _failure(exc.smtp_code, "DATA")
+            else:
+                connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+                if settings.security == "starttls":
+                    connection.starttls(context=self._context())
+            connection.ehlo_or_helo_if_needed()
+            if settings.username:
+                connection.login(settings.username, settings.password or "")
+            return connection
         except smtplib.SMTPAuthenticationError as exc:
-            # The operator's credentials, not this message: it can go once they are fixed.
-            return Delivery(Outcome.TEMPORARY_FAILURE, f"SMTP {exc.smtp_code} at AUTH")
+            failure = _ConnectFailed(f"SMTP {exc.smtp_code} at AUTH")
         except smtplib.SMTPNotSupportedError:
-            return Delivery(
-                Outcome.TEMPORARY_FAILURE, "the server lacks an extension (STARTTLS, AUTH, UTF-8)"
-            )
+            failure = _ConnectFailed("the server lacks an extension (STARTTLS or AUTH)")
         except smtplib.SMTPResponseException as exc:
-            return Delivery(Outcome.TEMPORARY_FAILURE, f"SMTP {exc.smtp_code}")
+            failure = _ConnectFailed(f"SMTP {exc.smtp_code} at connect")
         except ssl.SSLError as exc:
-            return Delivery(Outcome.TEMPORARY_FAILURE, f"TLS failed: {exc.reason or 'error'}")
+            failure = _ConnectFailed(f"TLS failed: {exc.reason or 'error'}")
         except (smtplib.SMTPException, OSError) as exc:
             # Refused, reset or timed-out connections: the server may be back later.
-            return Delivery(Outcome.TEMPORARY_FAILURE, f"connection failed: {type(exc).__name__}")
+            failure = _ConnectFailed(f"connection failed: {type(exc).__name__}")
+        if connection is not None:
+            connection.close()
+        raise failure
+
+    def _send(
+        self, connection: smtplib.SMTP, mime: EmailMessage, recipient: str
+    ) -> tuple[Delivery, bool]:
+        """Send one message; the flag says whether the connection can carry another."""
+        try:
+            refused = connection.send_message(
+                mime, from_addr=self.sender.address, to_addrs=[recipient]
+            )
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = next(iter(exc.recipients.values()))[0]
+            delivery = _refused(code, "RCPT")
+        except smtplib.SMTPSenderRefused as exc:
+            delivery = _refused(exc.smtp_code, "MAIL FROM")
+        except smtplib.SMTPDataError as exc:
+            delivery = _refused(exc.smtp_code, "DATA")
+        except smtplib.SMTPNotSupportedError:
+            # Only SMTPUTF8 is asked for here; the next server (or this one fixed) may have it.
+            return Delivery(Outcome.TEMPORARY_FAILURE, "the server lacks SMTPUTF8"), True
         except UnicodeEncodeError:
-            return Delivery(Outcome.PERMANENT_FAILURE, "the address needs SMTPUTF8")
-        if refused:  # only possible with several recipients; kept for completeness
-            return _failure(next(iter(refused.values()))[0], "RCPT")
-        return Delivery(Outcome.SENT, "accepted", message_id=message_id)
+            return Delivery(Outcome.PERMANENT_FAILURE, "the address needs SMTPUTF8"), False
+        except (smtplib.SMTPException, OSError) as exc:
+            # Dropped or timed out mid-transaction: the server may or may not have the
+            # message, so it is reported (the outbox retries; the Message-ID stays the same).
+            detail = f"connection lost: {type(exc).__name__}"
+            return Delivery(Outcome.TEMPORARY_FAILURE, detail), False
+        else:
+            if refused:  # only possible with several recipients; kept for completeness
+                return _refused(next(iter(refused.values()))[0], "RCPT"), True
+            return Delivery(Outcome.SENT, "accepted", message_id=str(mime["Message-ID"])), True
+        # A refusal: smtplib reset the transaction, or closed the connection after a 421.
+        return delivery, connection.sock is not None
+
+
+def _quit(connection: smtplib.SMTP) -> None:
+    try:
+        connection.quit()
+    except (smtplib.SMTPException, OSError):
+        connection.close()
 
 
 class FileConnector:
@@ -236,10 +350,9 @@ class FileConnector:
         self.sender = sender
 
     def deliver(self, message: Message) -> Delivery:
-        try:
-            mime = build_message(message, self.sender, transfer_encoding="8bit")
-        except (ValueError, TypeError):
-            return Delivery(Outcome.PERMANENT_FAILURE, "the message could not be built")
+        mime = _built(message, self.sender, transfer_encoding="8bit")
+        if isinstance(mime, Delivery):
+            return mime
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
         try:

@@ -1,7 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd) that keeps what it receives, for tests.
 
 Plain, STARTTLS or implicit TLS, with or without AUTH; ``refuse`` makes it answer a
-chosen reply to RCPT for an address (``550 ...`` permanent, ``451 ...`` temporary).
+chosen reply to RCPT for an address (``550 ...`` permanent, ``451 ...`` temporary),
+``refuse_sender`` to MAIL FROM.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Received:
     envelope_from: str
     recipients: list[str]
     message: EmailMessage
+    # The client's (host, port): one per connection, so tests can count connections.
+    peer: Any = None
 
     @property
     def subject(self) -> str:
@@ -54,7 +57,16 @@ class Received:
 class _Handler:
     received: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
+    sender_replies: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.sender_replies.get(address)
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.replies.get(address)
@@ -67,7 +79,7 @@ class _Handler:
         message = message_from_bytes(envelope.original_content, policy=default_policy)
         with self.lock:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), message)  # type: ignore[arg-type]
+                Received(envelope.mail_from, list(envelope.rcpt_tos), message, session.peer)  # type: ignore[arg-type]
             )
         return "250 Message accepted for delivery"
 
@@ -87,11 +99,15 @@ class MailServer:
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        port: int | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.handler = _Handler()
         self.credentials = credentials
-        self.port = free_port()
+        self.port = port or free_port()
         options: dict[str, Any] = {}
+        if idle_timeout is not None:  # the server closes a connection idle this long
+            options.update(timeout=idle_timeout)
         if tls is not None and not implicit_tls:
             options.update(tls_context=tls, require_starttls=True)
         if credentials is not None:
@@ -125,9 +141,14 @@ class MailServer:
         with self.handler.lock:
             self.handler.received.clear()
         self.handler.replies.clear()
+        self.handler.sender_replies.clear()
 
     def refuse(self, address: str, reply: str) -> None:
         self.handler.replies[address] = reply
+
+    def refuse_sender(self, address: str, reply: str) -> None:
+        """Answer ``reply`` to MAIL FROM for ``address``."""
+        self.handler.sender_replies[address] = reply
 
     def to(self, address: str) -> list[Received]:
         return [mail for mail in self.received if address in mail.recipients]
