@@ -40,6 +40,18 @@ def start_session(user: User) -> None:
     devices.trust_this_device(user.email_index)
 
 
+def proved_presence_for(target: str) -> None:
+    """Remember that the person has just logged in (or confirmed their password) to go on to
+    ``target``: a request that demands a fresh log-in (prompt=login, max_age) is satisfied
+    by it once, however long the way back took."""
+    session["proved_presence_for"] = target
+
+
+def presence_just_proved_for(target: str) -> bool:
+    """Whether the last log-in was made for ``target``; the mark is used up by asking."""
+    return session.pop("proved_presence_for", None) == target
+
+
 def _duration(seconds: int) -> str:
     if seconds % 3600 == 0 and seconds >= 3600:
         hours = seconds // 3600

@@ -196,7 +196,9 @@ def login() -> str | Response | tuple[str, int]:
                 }
                 return redirect(url_for("accounts.second_factor"))
             sessions.start_session(user)
-            return redirect(_safe_next(request.args.get("next")))
+            target = _safe_next(request.args.get("next"))
+            sessions.proved_presence_for(target)
+            return redirect(target)
     status = 401 if form.form_errors else 400 if form.errors else 200
     return render_template("accounts/login.html", form=form), status
 
@@ -224,7 +226,9 @@ def second_factor() -> str | Response | tuple[str, int]:
             guards.guessed_right(subject)
             target = pending.get("next")
             sessions.start_session(user)
-            return redirect(_safe_next(target))
+            target = _safe_next(target)
+            sessions.proved_presence_for(target)
+            return redirect(target)
         guards.guessed_wrong(subject, "second_factor", user_id=user.id)
         form.code.errors.append("That code is not valid. Try the current code or a recovery code.")
     return render_template("accounts/second_factor.html", form=form), 401 if form.errors else 200

@@ -62,6 +62,23 @@ def test_prompt_login_and_max_age_make_the_customer_log_in_again(vault, extra):
     assert claims["auth_time"] >= before
 
 
+def test_a_slow_way_back_after_re_authentication_still_completes_the_flow(vault):
+    client = vault.vendor("Strict RP")
+    customer = vault.customer(**PROFILE)
+    browser = vault.browser(customer)
+    time.sleep(2)
+    auth = vault.authorization(client, "openid email", max_age="0")
+    first = browser.get(auth.url, allow_redirects=False, timeout=10)
+    back_to = _confirm_presence(vault, browser, customer, first.headers["Location"])
+    time.sleep(2.5)  # longer than the fresh-login window of these tests
+    page = browser.get(vault.base + back_to, allow_redirects=False, timeout=10)
+    assert page.status_code == 200, "the log-in made for this request satisfies it"
+    # Once: the same request asked again later demands presence again.
+    time.sleep(1.5)
+    again = browser.get(auth.url, allow_redirects=False, timeout=10)
+    assert urlsplit(again.headers["Location"]).path == "/oauth/reauthenticate"
+
+
 def test_a_cross_site_prompt_login_link_does_not_log_the_customer_out(vault):
     client = vault.vendor("Strict RP")
     customer = vault.customer(**PROFILE)
