@@ -135,6 +135,10 @@ def build_config(
         or (None if profile == "production" else "CMR Vault <vault@localhost>"),
         "VAULT_MAIL_DIR": env.get("VAULT_MAIL_DIR") or str(instance / "mail"),
         "VAULT_EMAIL_LINK_LIFETIME": env.integer("VAULT_EMAIL_LINK_LIFETIME", 24 * 3600),
+        # SMS through Twilio's Messages API from one URL (connectors.sms); outside production,
+        # without a URL, each SMS is written as a .txt file into VAULT_SMS_DIR instead.
+        "VAULT_SMS_URL": env.get("VAULT_SMS_URL"),
+        "VAULT_SMS_DIR": env.get("VAULT_SMS_DIR") or str(instance / "sms"),
         "VAULT_FORCE_HTTPS": env.flag("VAULT_FORCE_HTTPS", False),
         # How many reverse proxies in front set X-Forwarded-* (0: trust none).
         "VAULT_TRUSTED_PROXIES": env.integer("VAULT_TRUSTED_PROXIES", 0),
@@ -248,6 +252,13 @@ def _check_accounts(config: Mapping[str, Any]) -> None:
     for name in ("VAULT_GUESS_DELAY", "VAULT_GUESS_MAX_DELAY"):
         if int(config[name]) < 0:
             raise ConfigurationError(f"{name} must not be negative, not {config[name]!r}")
+    if config.get("VAULT_SMS_URL"):
+        from connectors.sms import SmsConfigError, SmsSettings
+
+        try:
+            SmsSettings.from_url(str(config["VAULT_SMS_URL"]))
+        except SmsConfigError as exc:
+            raise ConfigurationError(f"VAULT_SMS_URL: {exc}") from exc
     try:
         if config.get("VAULT_SMTP_URL"):
             SmtpSettings.from_url(str(config["VAULT_SMTP_URL"]))
