@@ -210,15 +210,3 @@ def test_no_view_commits_or_rolls_back():
         if _COMMIT_OR_ROLLBACK.search(line)
     ]
     assert offenders == []
-
-
-def test_no_feature_imports_another_features_views():
-    """Shared decorators and answers live in shared modules (vault.auth, vault.errors)."""
-    importing = re.compile(r"^\s*(?:from|import)\s+vault\.(\w+)\.(?:views|consent_views)\b", re.M)
-    offenders = []
-    for path in ROOT.glob("vault/*/**/*.py"):
-        feature = path.relative_to(ROOT / "vault").parts[0]
-        for other in importing.findall(path.read_text()):
-            if other != feature:
-                offenders.append(f"{path.relative_to(ROOT)} imports vault.{other} views")
-    assert offenders == []
