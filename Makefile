@@ -26,8 +26,10 @@ run: $(VENV)/.installed-run
 	$(BIN)/vault db upgrade
 	$(BIN)/vault run --host $(HOST) --port $(PORT)
 
+# One pytest worker per CPU (pytest-xdist): each PostgreSQL test run has its own schema and
+# every live server its own port, so the workers never meet.
 test: $(VENV)/.installed-test
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
