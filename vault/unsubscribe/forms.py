@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField
-from wtforms.validators import AnyOf
+from wtforms.validators import AnyOf, InputRequired
 
 # RFC 8058 section 3.1: the POST body of a one-click unsubscribe.
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
+_MESSAGE = "To unsubscribe, send List-Unsubscribe=One-Click (RFC 8058), as this button does."
 
 
 class UnsubscribeForm(FlaskForm):
@@ -25,10 +26,6 @@ class UnsubscribeForm(FlaskForm):
     one_click = HiddenField(
         name=ONE_CLICK_FIELD,
         default=ONE_CLICK_VALUE,
-        validators=[
-            AnyOf(
-                [ONE_CLICK_VALUE],
-                message="This form unsubscribes with List-Unsubscribe=One-Click (RFC 8058).",
-            )
-        ],
+        # InputRequired: a missing field would otherwise take the default and pass.
+        validators=[InputRequired(message=_MESSAGE), AnyOf([ONE_CLICK_VALUE], message=_MESSAGE)],
     )

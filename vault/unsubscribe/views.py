@@ -105,7 +105,9 @@ def unsubscribe(token: str) -> tuple[str, int]:
     target = _target(token)
     if target is None:
         return _invalid()
-    form = UnsubscribeForm()
+    # request.form only: the form bodies RFC 8058 names (urlencoded, multipart), not the
+    # JSON that Flask-WTF would also read.
+    form = UnsubscribeForm(formdata=request.form)
     if not form.validate():
         return _page(operations.look_up(db.session, target), form, status=400)
     result = operations.withdraw(db.session, keys(), target)
