@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -422,3 +423,22 @@ class TestRateLimits:
         # That address is now refused for a while, good links too.
         assert client.post(world.path, data=ONE_CLICK).status_code == 429
         assert states(app, world.customer.id)[(world.news_id, "email")] == ("granted", "ui")
+
+
+def test_an_unsubscribe_is_audited_once_by_ids_without_the_link(
+    app: Flask, client: FlaskClient, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    for _ in range(2):
+        assert client.post(world.path, data=ONE_CLICK).status_code == 200
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "unsubscribed"]
+    assert record.name == "vault.audit"
+    assert (record.user_id, record.vendor_id, record.channel, record.message_id) == (
+        world.customer.id,
+        world.vendor_id,
+        "email",
+        "msg-1",
+    )
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert world.token not in logged
+    assert world.customer.email not in logged
