@@ -53,6 +53,8 @@ def downgrade():
     with op.batch_alter_table("phone_codes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_phone_codes_expires_at"))
     op.drop_table("phone_codes")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("phone_confirmed_at")
-        batch_op.drop_column("phone_confirmed_index")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+), never batch mode: batch mode would
+    # copy users and drop the old table, whose foreign keys (ON DELETE CASCADE, enforced by
+    # vault.database) would delete every grant, token and consent of every customer.
+    op.drop_column("users", "phone_confirmed_at")
+    op.drop_column("users", "phone_confirmed_index")
