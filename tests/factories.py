@@ -76,6 +76,19 @@ def customer_with_phone(
     return created
 
 
+def give_confirmed_phone(app: Flask, user_id: str, number: str = PHONE) -> None:
+    """Put ``number`` into an existing customer's profile and confirm it."""
+    from vault.profile.operations import load_profile, save_profile
+
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        profile = load_profile(db.session, keys(), user_id)
+        save_profile(db.session, keys(), user, {**profile, "phone_number": number})
+        db.session.commit()
+    confirm_phone(app, user_id)
+
+
 def confirm_phone(app: Flask, user_id: str) -> None:
     """Confirm the number now in the customer's profile, through the operations."""
     from datetime import timedelta
