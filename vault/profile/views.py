@@ -353,8 +353,8 @@ def send_phone_code() -> str | Response | tuple[str, int]:
 
 
 @bp.route("/profile/phone", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])  # per client address, before the account's
 @customer_required
-@limiter.limit(_login_limit, methods=["POST"])
 def phone_confirmation() -> str | Response | tuple[str, int]:
     """The code typed in confirms the number it was sent to, if that is still the
     profile's number."""
