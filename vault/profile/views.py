@@ -259,6 +259,8 @@ def _phone_state() -> dict[str, Any]:
     number = load_profile(db.session, keys(), current_user.id).get("phone_number")
     now = utcnow()
     pending = phone.pending_code(db.session, current_user.id, now) if number else None
+    if pending is not None and pending.number_index != phone.number_index(keys(), number):
+        pending = None  # a code for the number the profile held before: useless now
     return {
         "available": sms.connector() is not None,
         "number": number,

@@ -299,6 +299,9 @@ def test_a_code_sent_to_the_old_number_does_not_confirm_the_new_one(app, browser
     assert user_row(app, person.id).phone_confirmed_index is None
     with app.app_context():
         assert load_profile(db.session, keys(), person.id)["phone_number"] == OTHER
+    # The page offers a code for the new number, no form for the old one's.
+    page = browser.get("/profile/phone").get_data(as_text=True)
+    assert 'name="code"' not in page and ">Send code<" in page
 
 
 def test_both_forms_need_their_csrf_token(app, browser, person, sms_dir):
