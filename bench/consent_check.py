@@ -113,6 +113,8 @@ def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
                     "totp_enabled": False,
                     "recovery_code_hashes": [],
                     "created_at": now,
+                    # Half the customers confirmed their phone number (sms and phone allowed).
+                    "phone_confirmed_index": bytes(32) if i % 2 == 0 else None,
                 }
             )
             grant = {
@@ -279,7 +281,7 @@ RAW_QUERIES = (
     # What the check reads, written by hand: subjects, then the snapshot of those customers.
     "SELECT DISTINCT user_id FROM oauth_grants WHERE vendor_id = :v",
     "SELECT id, name, purpose FROM contact_topics WHERE vendor_id = :v",
-    "SELECT u.id, u.status FROM users u WHERE u.id IN "
+    "SELECT u.id, u.status, u.phone_confirmed_index IS NOT NULL FROM users u WHERE u.id IN "
     "(SELECT user_id FROM oauth_grants WHERE vendor_id = :v)",
     "SELECT c.user_id, c.channel FROM channel_settings c WHERE c.enabled = false AND c.user_id IN "
     "(SELECT user_id FROM oauth_grants WHERE vendor_id = :v)",

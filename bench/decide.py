@@ -58,6 +58,9 @@ def _customers(count: int, seed: int = 7) -> list[CustomerConsents]:
                 else None,
                 caps={VENDOR.id: Caps(3, 10)} if rng.random() < 0.3 else {},
                 active_grant_vendors=frozenset([VENDOR.id] if rng.random() < 0.7 else []),
+                confirmed_channels=frozenset(
+                    CHANNELS if rng.random() < 0.6 else [c for c in CHANNELS if c != "sms"]
+                ),
                 sends={(VENDOR.id, "email"): (now - timedelta(hours=2),) * rng.randint(0, 4)},
             )
         )

@@ -11,8 +11,22 @@ Precedence, first match wins:
 5. purpose ``service`` with an active grant  -> allow
 6. otherwise                                -> deny (opt-in by default)
 
-An allow then passes the time rules: inside quiet hours -> defer to their end; frequency
-cap reached -> deny.
+An allow then passes the address rule: on a channel whose address the vault keeps and
+confirms (``ADDRESS_CHANNELS``: e-mail, and the phone number for text messages and calls),
+no confirmed address -> deny (``unconfirmed_address``). Then the time rules: inside quiet
+hours -> defer to their end; frequency cap reached -> deny.
+
+Why the address rule sits there, after the customer's choices and before the time rules:
+the customer's own decisions are what an auditor reads first, so a withdrawal always reads
+as ``withdrawn`` (and a contact nobody consented to as ``no_consent``), whether or not the
+number behind it is confirmed; an unconfirmed address never masks or stands in for a
+refusal. But it comes before quiet hours and caps: a consent given to an address nobody
+proved to hold must not turn into a deferral that would be refused anyway when the quiet
+hours end, nor be counted against a cap.
+
+Post and push are outside the address rule: the vault cannot confirm a postal address
+online (it is the customer's own declaration), and keeps no push address at all (a push
+goes to the business's own app, which the customer installed).
 """
 
 from __future__ import annotations
@@ -34,6 +48,11 @@ CHANNEL_NAMES = {
 }
 
 
+# The channels whose address the vault keeps and confirms before anyone may use it, and
+# what that address is called in a reason.
+ADDRESS_CHANNELS = {"email": "e-mail address", "sms": "phone number", "phone": "phone number"}
+
+
 class Outcome(enum.StrEnum):
     ALLOW = "allow"
     DENY = "deny"
@@ -50,6 +69,7 @@ class Rule(enum.StrEnum):
     GRANTED = "granted"
     SERVICE_RELATIONSHIP = "service_relationship"
     NO_CONSENT = "no_consent"
+    ADDRESS_UNCONFIRMED = "unconfirmed_address"
     QUIET_HOURS = "quiet_hours"
     CAP_DAY = "cap_reached_day"
     CAP_WEEK = "cap_reached_week"
@@ -144,6 +164,10 @@ class CustomerConsents:
     active_grant_vendors: frozenset[str] = frozenset()
     # (vendor_id, channel) -> times of messages already sent
     sends: Mapping[tuple[str, str], Sequence[datetime]] = field(default_factory=dict)
+    # The channels of ``ADDRESS_CHANNELS`` on which the customer has a confirmed address
+    # (the vault's snapshot: e-mail always, sms and phone once the number is confirmed).
+    # Empty by default: whoever builds a customer without saying is refused, not let through.
+    confirmed_channels: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -226,6 +250,12 @@ def decide(
         return _deny(
             Rule.NO_CONSENT,
             f"You have not allowed {vendor_name} to contact you by {how} about {topic.name}.",
+        )
+    address = ADDRESS_CHANNELS.get(channel)
+    if address is not None and channel not in customer.confirmed_channels:
+        return _deny(
+            Rule.ADDRESS_UNCONFIRMED,
+            f"There is no confirmed {address} in your profile to reach you by {how}.",
         )
     return _time_rules(customer, vendor_id, vendor_name, channel, at, allowed)
 

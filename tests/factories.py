@@ -61,6 +61,54 @@ def customer(
         return CreatedUser(user.id, email, password)
 
 
+PHONE = "+14155550123"
+
+
+def customer_with_phone(
+    app: Flask, *, number: str = PHONE, confirmed: bool = True, **kwargs: Any
+) -> CreatedUser:
+    """A customer whose profile holds ``number``, confirmed (by default) the way the pages
+    do it: a code made for the number and typed back (``vault.profile.phone``)."""
+    profile = {**(kwargs.pop("profile", None) or {}), "phone_number": number}
+    created = customer(app, profile=profile, **kwargs)
+    if confirmed:
+        confirm_phone(app, created.id)
+    return created
+
+
+def give_confirmed_phone(app: Flask, user_id: str, number: str = PHONE) -> None:
+    """Put ``number`` into an existing customer's profile and confirm it."""
+    from vault.profile.operations import load_profile, save_profile
+
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        profile = load_profile(db.session, keys(), user_id)
+        save_profile(db.session, keys(), user, {**profile, "phone_number": number})
+        db.session.commit()
+    confirm_phone(app, user_id)
+
+
+def confirm_phone(app: Flask, user_id: str) -> None:
+    """Confirm the number now in the customer's profile, through the operations."""
+    from datetime import timedelta
+
+    from vault.models import utcnow
+    from vault.profile import phone
+    from vault.profile.operations import load_profile
+
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        number = load_profile(db.session, keys(), user_id).get("phone_number")
+        now = utcnow()
+        sent = phone.request_code(
+            db.session, keys(), user, number, lifetime=timedelta(minutes=10), now=now
+        )
+        phone.confirm(db.session, keys(), user, number, sent.code, attempts_left=4, now=now)
+        db.session.commit()
+
+
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 

@@ -139,6 +139,13 @@ def build_config(
         # without a URL, each SMS is written as a .txt file into VAULT_SMS_DIR instead.
         "VAULT_SMS_URL": env.get("VAULT_SMS_URL"),
         "VAULT_SMS_DIR": env.get("VAULT_SMS_DIR") or str(instance / "sms"),
+        # Phone confirmation (vault.profile.phone): a code lives this many seconds and
+        # takes this many guesses; codes sent per number and per account.
+        "VAULT_PHONE_CODE_LIFETIME": env.integer("VAULT_PHONE_CODE_LIFETIME", 600),
+        "VAULT_PHONE_CODE_ATTEMPTS": env.integer("VAULT_PHONE_CODE_ATTEMPTS", 5),
+        "VAULT_PHONE_CODE_RATE_LIMIT": env.get(
+            "VAULT_PHONE_CODE_RATE_LIMIT", "3 per hour;10 per day"
+        ),
         "VAULT_FORCE_HTTPS": env.flag("VAULT_FORCE_HTTPS", False),
         # How many reverse proxies in front set X-Forwarded-* (0: trust none).
         "VAULT_TRUSTED_PROXIES": env.integer("VAULT_TRUSTED_PROXIES", 0),
@@ -253,6 +260,8 @@ def _check_accounts(config: Mapping[str, Any]) -> None:
         "VAULT_SESSION_MAX_AGE",
         "VAULT_EMAIL_LINK_LIFETIME",
         "VAULT_GUESS_FREE_ATTEMPTS",
+        "VAULT_PHONE_CODE_LIFETIME",
+        "VAULT_PHONE_CODE_ATTEMPTS",
     ):
         if int(config[name]) <= 0:
             raise ConfigurationError(f"{name} must be a positive number, not {config[name]!r}")

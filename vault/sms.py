@@ -32,3 +32,8 @@ def connector() -> Connector | None:
     if "vault.sms" not in extensions:
         extensions["vault.sms"] = build_connector(current_app.config)
     return extensions["vault.sms"]
+
+
+def writes_files() -> bool:
+    """True in development without a provider: pages then say where the text was written."""
+    return isinstance(connector(), SmsFileConnector)

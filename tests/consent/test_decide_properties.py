@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from consent.engine import (
+    ADDRESS_CHANNELS,
     CHANNELS,
     Caps,
     CustomerConsents,
@@ -161,6 +162,8 @@ def customers(draw: st.DrawFn, at: datetime) -> CustomerConsents:
             )
         ),
         active_grant_vendors=draw(st.frozensets(st.sampled_from(VENDOR_IDS), max_size=3)),
+        # Mostly every address confirmed (so the rules after it are reached), sometimes not.
+        confirmed_channels=draw(st.just(frozenset(CHANNELS)) | st.frozensets(channels)),
         sends=draw(
             st.dictionaries(
                 st.tuples(st.sampled_from(VENDOR_IDS), channels), sends_near, max_size=4
@@ -178,7 +181,9 @@ def situations(draw: st.DrawFn) -> tuple[CustomerConsents, VendorRef, str, Topic
 def granted_only(
     vendor: VendorRef, topic: Topic, channel: str, **extra: object
 ) -> CustomerConsents:
-    """A customer whose only setting is an open-ended grant for this vendor x topic x channel."""
+    """A customer whose only setting is an open-ended grant for this vendor x topic x channel
+    (every address confirmed, unless ``extra`` says otherwise)."""
+    extra.setdefault("confirmed_channels", frozenset(CHANNELS))
     return CustomerConsents(
         topics={(vendor.id, topic.name, channel): TopicSetting(State.GRANTED)}, **extra
     )
@@ -216,6 +221,8 @@ def expected_rule(
         topic.purpose == "service" and vendor.id in customer.active_grant_vendors
     ):
         return Rule.NO_CONSENT
+    if channel in ("email", "sms", "phone") and channel not in customer.confirmed_channels:
+        return Rule.ADDRESS_UNCONFIRMED
     quiet = customer.quiet_hours
     if quiet is not None:
         local = at.astimezone(ZoneInfo(quiet.timezone)).replace(tzinfo=None).time()
@@ -434,6 +441,7 @@ def test_an_expired_grant_denies(
     customer = CustomerConsents(
         topics={(vendor.id, topic.name, channel): setting},
         active_grant_vendors=frozenset({vendor.id}),  # not even service rescues it
+        confirmed_channels=frozenset(CHANNELS),
     )
     decision = decide(customer, vendor, channel, replace(topic, purpose="service"), at)
     assert (decision.outcome, decision.rule) == (Outcome.DENY, Rule.EXPIRED)
@@ -543,6 +551,64 @@ def test_quiet_hours_come_before_caps(
         assert decision.rule == Rule.QUIET_HOURS
     else:
         assert (decision.outcome, decision.rule) == (Outcome.DENY, Rule.CAP_DAY)
+
+
+@PROPERTY
+@given(situations())
+def test_an_unconfirmed_address_denies_what_consent_would_allow(
+    situation: tuple[CustomerConsents, VendorRef, str, Topic, datetime],
+) -> None:
+    customer, vendor, channel, topic, at = situation
+    confirmed = replace(customer, confirmed_channels=frozenset(CHANNELS))
+    unconfirmed = replace(customer, confirmed_channels=frozenset(CHANNELS) - {channel})
+    with_address = decide(confirmed, vendor, channel, topic, at)
+    without = decide(unconfirmed, vendor, channel, topic, at)
+    if channel not in ADDRESS_CHANNELS:
+        # Post and push have no address the vault confirms: nothing changes.
+        assert without == with_address
+    elif with_address.rule in (Rule.GRANTED, Rule.SERVICE_RELATIONSHIP, Rule.QUIET_HOURS) or (
+        with_address.rule in (Rule.CAP_DAY, Rule.CAP_WEEK)
+    ):
+        # Whatever consent would allow (or defer, or cap) is refused for the address.
+        assert (without.outcome, without.rule) == (Outcome.DENY, Rule.ADDRESS_UNCONFIRMED)
+        assert without.not_before is None
+        assert "no confirmed" in without.reason and without.reason.endswith(".")
+    else:
+        # The customer's own refusals read as themselves, address or not.
+        assert without == with_address
+        assert with_address.outcome == Outcome.DENY
+
+
+@PROPERTY
+@given(instants(), vendors, topics)
+def test_a_withdrawal_reads_as_withdrawn_on_an_unconfirmed_number(
+    at: datetime, vendor: VendorRef, topic: Topic
+) -> None:
+    customer = CustomerConsents(
+        topics={(vendor.id, topic.name, "sms"): TopicSetting(State.WITHDRAWN)},
+        confirmed_channels=frozenset({"email"}),
+    )
+    assert decide(customer, vendor, "sms", topic, at).rule == Rule.WITHDRAWN
+    granted = granted_only(vendor, topic, "sms", confirmed_channels=frozenset({"email"}))
+    decision = decide(granted, vendor, "sms", topic, at)
+    assert (decision.outcome, decision.rule) == (Outcome.DENY, Rule.ADDRESS_UNCONFIRMED)
+    assert decision.reason == (
+        "There is no confirmed phone number in your profile to reach you by text message."
+    )
+    assert decide(
+        replace(granted, confirmed_channels=frozenset({"email", "sms"})), vendor, "sms", topic, at
+    ).rule in (Rule.GRANTED, Rule.QUIET_HOURS)
+
+
+def test_a_customer_built_without_addresses_is_refused_on_address_channels() -> None:
+    vendor, topic, at = VENDORS[0], Topic("news", "marketing"), datetime(2026, 1, 1, tzinfo=UTC)
+    for channel in CHANNELS:
+        customer = CustomerConsents(
+            topics={(vendor.id, topic.name, channel): TopicSetting(State.GRANTED)}
+        )
+        decision = decide(customer, vendor, channel, topic, at)
+        expected = Rule.ADDRESS_UNCONFIRMED if channel in ADDRESS_CHANNELS else Rule.GRANTED
+        assert decision.rule == expected, channel
 
 
 def test_bad_input_is_refused() -> None:

@@ -211,7 +211,8 @@ def test_a_yes_to_a_request_says_what_stays_off_and_offers_the_switch(
     from vault.consents.operations import ConsentChanges, TopicChoice, save_consents
     from vault.vendors.models import ContactTopic
 
-    customer = factories.customer(live_app)
+    # A confirmed number: once switched on, text messages have somewhere to go.
+    customer = factories.customer_with_phone(live_app)
     until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=90)
     day = until.strftime("%Y-%m-%d")
     with live_app.app_context():

@@ -67,6 +67,15 @@ def test_export_holds_the_account_and_the_whole_profile(app, client, person):
     assert "Zoë" in client.get("/my-data/export.json").get_data(as_text=True)
 
 
+def test_export_says_whether_the_phone_number_is_confirmed(app, client, person):
+    _, document = download(client)
+    assert document["account"]["phone_confirmed_at"] is None
+    factories.give_confirmed_phone(app, person.id)
+    _, document = download(client)
+    assert document["account"]["phone_confirmed_at"] is not None
+    assert document["profile"]["phone_number"] == factories.PHONE
+
+
 def test_export_follows_profile_changes(app, client, person):
     response = factories.post_form(client, "/profile", {"email": person.email, "given_name": "Ada"})
     assert response.status_code == 302

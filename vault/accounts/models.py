@@ -42,6 +42,13 @@ class User(UserMixin, Base):
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int | None] = mapped_column()  # refuses a replayed code
     recovery_code_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Keyed hash (``vault.crypto.keyed_hash.phone_index``) of the phone number the customer
+    # proved to hold with a code sent to it (``vault.profile.phone``); NULL while the
+    # profile's number is unconfirmed. Saving another number, or none, clears it
+    # (``vault.profile.operations.save_profile``), so "not NULL" means "the number in the
+    # profile is confirmed": what the consent snapshot reads without decrypting anything.
+    phone_confirmed_index: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    phone_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

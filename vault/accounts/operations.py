@@ -19,6 +19,7 @@ from vault.crypto.keyring import KeyProvider
 from vault.errors import VaultError
 from vault.keys.operations import cipher_for, create_data_key, shred
 from vault.models import new_id, utcnow
+from vault.profile import phone
 from vault.profile.operations import EmailInUse, delete_profile, email_index_in_use, save_profile
 
 RECOVERY_CODE_COUNT = 10
@@ -203,6 +204,7 @@ def close_account(session: Session, user: User) -> ClosedAccount:
     shred(session, user.id)
     delete_profile(session, user.id)
     session.execute(delete(EmailConfirmation).where(EmailConfirmation.user_id == user.id))
+    phone.forget(session, user)
     user.status = AccountStatus.CLOSED
     user.closed_at = utcnow()
     user.email_index = None

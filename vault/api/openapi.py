@@ -172,7 +172,11 @@ def _consent_paths(spec: APISpec) -> None:
                 "decision (`outcome` allow, deny or defer; `rule`; `reason` in the customer's "
                 "words; `not_before` when deferred) or an `error` for that item alone "
                 "(`unknown_subject`: not one of your customers; `unknown_topic`: not a topic "
-                "you declared; `unknown_channel`). Only a malformed batch (not an object "
+                "you declared; `unknown_channel`). Only confirmed addresses are contacted: "
+                "a deny with the rule `unconfirmed_address` means the customer's settings "
+                "would allow it but the channel's address (the phone number, for sms and "
+                "phone) is not confirmed yet; it turns into an allow once the customer "
+                "confirms it. Only a malformed batch (not an object "
                 "with a list of items, more than the maximum, missing fields, wrong types, "
                 "unknown members) fails as a whole with 422. Request bodies up to 4 MiB.",
                 "security": [{"oauth2": ["consent:check"]}],

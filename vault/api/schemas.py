@@ -31,7 +31,16 @@ class ProfileClaimsSchema(Schema):
     zoneinfo = fields.String()
     website = fields.String()
     email = fields.String(metadata={"description": "scope email"})
+    email_verified = fields.Boolean(
+        metadata={"description": "scope email, with email: always true (confirmed at sign-up)"}
+    )
     phone_number = fields.String(metadata={"description": "scope phone, E.164"})
+    phone_number_verified = fields.Boolean(
+        metadata={
+            "description": "scope phone, with phone_number: true once the customer typed "
+            "back a code sent to this number by SMS"
+        }
+    )
     address = fields.Nested(AddressClaimSchema, metadata={"description": "scope address"})
     interests = fields.List(fields.String(), metadata={"description": "scope interests"})
 

@@ -9,8 +9,9 @@ from vault.api.schemas import ProfileClaimsSchema
 from vault.errors import problem
 from vault.extensions import csrf, db
 from vault.oauth import operations
-from vault.oauth.scopes import claims_for, pairwise_sub
+from vault.oauth.scopes import claims_for, disclosed, pairwise_sub
 from vault.oauth.server import require_oauth
+from vault.profile import phone
 from vault.profile.operations import load_profile
 from vault.services import keys
 
@@ -36,11 +37,13 @@ def profile() -> Response:
     scopes = token.get_scope().split()  # as narrowed since issue, if it was
     profile_data = load_profile(db.session, keys(), token.user_id)
     claims = claims_for(
-        profile_data, scopes, pairwise_sub(keys(), token.client.vendor_id, token.user_id)
+        profile_data,
+        scopes,
+        pairwise_sub(keys(), token.client.vendor_id, token.user_id),
+        # token.user came with the token's query: no query more.
+        phone_verified=phone.is_confirmed(keys(), token.user, profile_data.get("phone_number")),
     )
-    operations.record_access(
-        db.session, token, sorted(k for k in claims if k != "sub"), "GET /api/v1/profile"
-    )
+    operations.record_access(db.session, token, disclosed(claims), "GET /api/v1/profile")
     response = jsonify(profile_claims.dump(claims))
     response.headers["Cache-Control"] = "no-store"  # personal data: never cached
     return response

@@ -24,6 +24,14 @@ from vault.consents.models import (
 from vault.oauth.models import Grant, grant_ended
 from vault.vendors.models import ContactTopic
 
+# The confirmed addresses (``consent.engine.ADDRESS_CHANNELS``). The e-mail always is: an
+# account exists only once its sign-up link was followed, and a new address replaces it only
+# once its own link was (vault.accounts.confirmations). The phone number is once its code
+# was typed back, which ``User.phone_confirmed_index`` records until the number changes
+# (vault.profile.phone): read in the same query as the account's status.
+EMAIL_ONLY = frozenset({"email"})
+WITH_PHONE = frozenset({"email", "sms", "phone"})
+
 # Ids per IN (...) query on databases without a one-parameter set (see _id_sets).
 CHUNK = 500
 _NO_STRINGS: frozenset[str] = frozenset()
@@ -80,6 +88,7 @@ def load_consents(
     grants: dict[str, set[str]] = defaultdict(set)
     sends: dict[str, dict[tuple[str, str], list[datetime]]] = defaultdict(lambda: defaultdict(list))
     active: dict[str, bool] = {}
+    phones: set[str] = set()  # customers whose profile's phone number is confirmed
     states = {state.value: state for state in State}
     times: dict[str, time] = {}
 
@@ -91,10 +100,14 @@ def load_consents(
 
     chunks, among = _id_sets(session, ids)
     for chunk in chunks if ids else ():
-        for user_id, status in session.execute(
-            select(User.id, User.status).where(among(User.id, chunk))
+        for user_id, status, phone_confirmed in session.execute(
+            select(User.id, User.status, User.phone_confirmed_index.is_not(None)).where(
+                among(User.id, chunk)
+            )
         ):
             active[user_id] = status == AccountStatus.ACTIVE
+            if phone_confirmed:
+                phones.add(user_id)
         for user_id, channel in session.execute(
             select(ChannelSetting.user_id, ChannelSetting.channel).where(
                 among(ChannelSetting.user_id, chunk), ChannelSetting.enabled.is_(False)
@@ -186,6 +199,7 @@ def load_consents(
             sends={key: tuple(sorted(times)) for key, times in sends[user_id].items()}
             if user_id in sends
             else {},
+            confirmed_channels=WITH_PHONE if user_id in phones else EMAIL_ONLY,
         )
         for user_id, is_active in active.items()
     }

@@ -17,6 +17,22 @@ def blind_index(key: bytes, email: str) -> bytes:
     return hmac.new(key, b"email\x00" + normalise_email(email).encode(), hashlib.sha256).digest()
 
 
+def phone_index(key: bytes, number: str) -> bytes:
+    """HMAC-SHA256 of an E.164 phone number (the profile schema admits E.164 only, so the
+    text is already canonical): says whether the number in the profile is the one that was
+    confirmed, without keeping it in the clear outside the encrypted profile."""
+    return hmac.new(key, b"phone\x00" + number.encode(), hashlib.sha256).digest()
+
+
+def code_digest(key: bytes, *parts: str) -> bytes:
+    """HMAC-SHA256 of a short one-time code and what it is bound to (``parts``, none
+    containing NUL). Keyed, so a copy of the table does not let anyone try the million
+    six-digit codes offline."""
+    return hmac.new(
+        key, b"code\x00" + b"\x00".join(p.encode() for p in parts), hashlib.sha256
+    ).digest()
+
+
 def pseudonym(key: bytes, namespace: str, subject_id: str) -> str:
     """A stable identifier that cannot be linked to ``subject_id`` without ``key``."""
     return next(iter(pseudonyms(key, namespace, [subject_id])))

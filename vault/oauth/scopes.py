@@ -114,8 +114,26 @@ def _formatted_address(address: dict[str, str]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def claims_for(profile: dict[str, Any], scopes: list[str] | str, sub: str) -> dict[str, Any]:
-    """Exactly the claims the scopes allow, from what the profile holds."""
+# OIDC Core 5.1: each address claim comes with whether the vault confirmed it. The e-mail
+# always is (an account exists only once its sign-up link was followed, and a new address
+# replaces it only once confirmed: vault.accounts.confirmations); the phone number only
+# once a code sent to it was typed back (vault.profile.phone).
+VERIFIED_CLAIMS = {"email": "email_verified", "phone_number": "phone_number_verified"}
+
+
+def disclosed(claims: dict[str, Any]) -> list[str]:
+    """The profile fields a claims set reveals, for the access log: not ``sub`` (the
+    sign-in's pseudonym) nor the ``*_verified`` flags that go with a field."""
+    flags = set(VERIFIED_CLAIMS.values())
+    return sorted(k for k in claims if k != "sub" and k not in flags)
+
+
+def claims_for(
+    profile: dict[str, Any], scopes: list[str] | str, sub: str, *, phone_verified: bool = False
+) -> dict[str, Any]:
+    """Exactly the claims the scopes allow, from what the profile holds; ``email`` and
+    ``phone_number`` with their ``*_verified`` flag (``phone_verified``: the number in
+    ``profile`` is the confirmed one, ``vault.profile.phone.is_confirmed``)."""
     wanted = claim_names(scopes)
     claims: dict[str, Any] = {"sub": sub}
     for name in wanted:
@@ -134,4 +152,8 @@ def claims_for(profile: dict[str, Any], scopes: list[str] | str, sub: str) -> di
             }
         elif profile.get(name) not in (None, "", []):
             claims[name] = profile[name]
+    if "email" in claims:
+        claims["email_verified"] = True
+    if "phone_number" in claims:
+        claims["phone_number_verified"] = phone_verified
     return claims

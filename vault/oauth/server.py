@@ -30,6 +30,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from vault import transactions
+from vault.accounts.models import User
 from vault.errors import problem
 from vault.extensions import db
 from vault.logs import audit
@@ -43,6 +44,7 @@ from vault.oauth.models import (
 )
 from vault.oauth.scopes import API_SCOPES, claims_for, pairwise_sub
 from vault.oauth.signing import current_signing_key
+from vault.profile import phone
 from vault.profile.operations import load_profile
 from vault.services import keys
 
@@ -267,9 +269,16 @@ def request_client() -> OAuthClient:
     return g.oauth_client
 
 
-def user_info(user_id: str, vendor_id: str, scope: str) -> UserInfo:
-    profile = load_profile(db.session, keys(), user_id)
-    return UserInfo(claims_for(profile, scope, pairwise_sub(keys(), vendor_id, user_id)))
+def user_info(user: User, vendor_id: str, scope: str) -> UserInfo:
+    profile = load_profile(db.session, keys(), user.id)
+    return UserInfo(
+        claims_for(
+            profile,
+            scope,
+            pairwise_sub(keys(), vendor_id, user.id),
+            phone_verified=phone.is_confirmed(keys(), user, profile.get("phone_number")),
+        )
+    )
 
 
 def query_client(client_id: str) -> OAuthClient | None:

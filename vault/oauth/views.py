@@ -32,7 +32,7 @@ from vault.extensions import csrf, db, limiter
 from vault.oauth import operations
 from vault.oauth.forms import ReauthenticateForm
 from vault.oauth.models import OAuthClient
-from vault.oauth.scopes import ALL_SCOPES, PROFILE_SCOPES, claim_names
+from vault.oauth.scopes import ALL_SCOPES, PROFILE_SCOPES, VERIFIED_CLAIMS, claim_names, disclosed
 from vault.oauth.server import authorization_server, issuer, require_oauth, user_info
 from vault.oauth.signing import ALGORITHMS, ensure_signing_keys, jwks
 from vault.oauth.syntax import check_authorization_request, check_client_request
@@ -99,7 +99,9 @@ def server_metadata() -> dict[str, Any]:
         ],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
-        "claims_supported": sorted({c for s in PROFILE_SCOPES for c in claim_names([s])}),
+        "claims_supported": sorted(
+            {c for s in PROFILE_SCOPES for c in claim_names([s])} | set(VERIFIED_CLAIMS.values())
+        ),
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": False,
         "service_documentation": base + url_for("api.docs"),
@@ -347,11 +349,9 @@ def userinfo() -> Response:
     if current_token.user_id is None:
         return problem(403, "insufficient-scope", "No customer", "This token has no subject.")
     info = dict(
-        user_info(current_token.user_id, current_token.client.vendor_id, current_token.get_scope())
+        user_info(current_token.user, current_token.client.vendor_id, current_token.get_scope())
     )
-    operations.record_access(
-        db.session, current_token, sorted(k for k in info if k != "sub"), "userinfo"
-    )
+    operations.record_access(db.session, current_token, disclosed(info), "userinfo")
     response = jsonify(info)
     response.headers["Cache-Control"] = "no-store"  # personal data: never cached
     return response

@@ -109,6 +109,8 @@ def build_export(session: Session, keys: KeyProvider, user: User) -> dict[str, A
             "password_changed_at": _iso(user.password_changed_at),
             "two_factor_enabled": user.totp_enabled,
             "recovery_codes_left": len(user.recovery_code_hashes or []),
+            # When the profile's phone number was confirmed by its code (None: it is not).
+            "phone_confirmed_at": _iso(user.phone_confirmed_at),
         },
         "profile": load_profile(session, keys, user.id),
         "grants": [

@@ -17,6 +17,7 @@ from vault.errors import VaultError
 from vault.keys.models import DataKey
 from vault.keys.operations import DataKeyShredded, cipher_for
 from vault.profile.models import ProfileField
+from vault.profile.phone import clear_if_changed
 
 # The order the profile page and the export present them in.
 PROFILE_CLAIMS = (
@@ -100,7 +101,8 @@ def save_profile(session: Session, keys: KeyProvider, user: User, values: dict[s
     """Replace the customer's claims with ``values`` (validated by ``ProfileSchema``).
 
     Claims that are absent or ``None`` are deleted. The e-mail is also the login name, so
-    changing it moves the blind index, refusing an address another account uses.
+    changing it moves the blind index, refusing an address another account uses. A phone
+    number other than the confirmed one clears the confirmation (``vault.profile.phone``).
     """
     unknown = set(values) - set(PROFILE_CLAIMS)
     if unknown:
@@ -112,6 +114,8 @@ def save_profile(session: Session, keys: KeyProvider, user: User, values: dict[s
             if email_index_in_use(session, index, except_user_id=user.id):
                 raise EmailInUse()
             user.email_index = index
+    # A number other than the confirmed one (or none) is unconfirmed from now on.
+    clear_if_changed(keys, user, values.get("phone_number") or None)
     cipher = cipher_for(session, keys, user.id)
     existing = {
         row.name: row

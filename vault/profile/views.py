@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -9,15 +10,18 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from vault import mail, transactions
-from vault.accounts import confirmations, links, ratelimits
+from connectors.base import Message
+from vault import mail, sms, transactions
+from vault.accounts import confirmations, guards, links, ratelimits, throttle
 from vault.accounts.forms import ConfirmForm
 from vault.accounts.models import ConfirmationPurpose
 from vault.auth import customer_required
 from vault.crypto.keyed_hash import blind_index
-from vault.extensions import db
+from vault.extensions import db, limiter
 from vault.logs import audit
 from vault.models import utcnow
+from vault.profile import phone
+from vault.profile.forms import ConfirmCodeForm, SendCodeForm
 from vault.profile.operations import (
     ADDRESS_PARTS,
     PROFILE_CLAIMS,
@@ -153,7 +157,11 @@ def edit() -> str | Response | tuple[str, int]:
             if refusal:
                 errors, status = {"email": [refusal]}, 429
         if not errors:
+            was_confirmed = current_user.phone_confirmed_index is not None
             save_profile(db.session, keys(), current_user, data)
+            if was_confirmed and current_user.phone_confirmed_index is None:
+                audit("phone_confirmation_cleared", user_id=current_user.id)
+                flash(PHONE_CHANGED, "info")
             if link is None:
                 flash("Your profile was saved.", "success")
             else:
@@ -163,7 +171,12 @@ def edit() -> str | Response | tuple[str, int]:
     else:
         values = profile_to_form(load_profile(db.session, keys(), current_user.id))
     return render_template(
-        "profile/edit.html", values=values, errors=errors, address_parts=ADDRESS_PARTS
+        "profile/edit.html",
+        values=values,
+        errors=errors,
+        address_parts=ADDRESS_PARTS,
+        phone=_phone_state(),
+        send_form=SendCodeForm(),
     ), status if errors else 200
 
 
@@ -225,3 +238,158 @@ def _invalid_link(message: str) -> tuple[str, int]:
             "on your profile for a new link."
         ),
     ), 404
+
+
+# --- phone confirmation (vault.profile.phone) ----------------------------------------------
+
+PHONE_CHANGED = (
+    "Your phone number changed, so it is unconfirmed: businesses cannot text or call it "
+    "until you confirm it with a code."
+)
+PHONE_UNAVAILABLE = (
+    "Phone confirmation is unavailable: this vault has no SMS provider set up, so no "
+    "business can text you through it."
+)
+PHONE_CODES_LIMITED = "Too many codes were sent recently. Wait an hour and try again."
+
+
+def _phone_state() -> dict[str, Any]:
+    """What the pages say about the profile's number: is there one, is it confirmed, is a
+    code waiting, can the vault send texts at all."""
+    number = load_profile(db.session, keys(), current_user.id).get("phone_number")
+    now = utcnow()
+    pending = phone.pending_code(db.session, current_user.id, now) if number else None
+    if pending is not None and pending.number_index != phone.number_index(keys(), number):
+        pending = None  # a code for the number the profile held before: useless now
+    return {
+        "available": sms.connector() is not None,
+        "number": number,
+        "confirmed": phone.is_confirmed(keys(), current_user, number),
+        "confirmed_at": current_user.phone_confirmed_at,
+        "pending": pending is not None,
+        "minutes": _code_minutes(),
+    }
+
+
+def _code_minutes() -> int:
+    return max(1, round(int(current_app.config["VAULT_PHONE_CODE_LIFETIME"]) / 60))
+
+
+def _phone_page(
+    *, form: ConfirmCodeForm | None = None, error: str | None = None, status: int = 200
+) -> tuple[str, int]:
+    return render_template(
+        "profile/phone.html",
+        phone=_phone_state(),
+        form=form or ConfirmCodeForm(),
+        send_form=SendCodeForm(),
+        error=error,
+    ), status
+
+
+def _code_subject() -> guards.Subject:
+    """Wrong codes count per account across codes, with the log-in's growing delays."""
+    return "phone_code", throttle.subject_of("phone-code", current_user.id)
+
+
+def _send_code(request_: phone.CodeRequest) -> str:
+    """Text the code (after the commit: the row it matches is stored); the flash to show."""
+    connector = sms.connector()
+    assert connector is not None  # checked before the code was made
+    text = (
+        f"{request_.code} is your CMR Vault code to confirm this phone number. It expires "
+        f"in {_code_minutes()} minutes. Never share it."
+    )
+    delivery = connector.deliver(Message(recipient=request_.number, subject="", text=text))
+    if not delivery.ok:
+        current_app.logger.warning(
+            "phone code not delivered: %s (%s)", delivery.outcome.value, delivery.detail
+        )
+        return "The text message could not be sent just now. Try again in a few minutes."
+    message = (
+        f"We sent a {phone.CODE_DIGITS}-digit code to {request_.number}. Enter it below "
+        f"within {_code_minutes()} minutes."
+    )
+    if sms.writes_files() and delivery.location:
+        message += (
+            f" (Development: no VAULT_SMS_URL is set, so the text is in {delivery.location}.)"
+        )
+    return message
+
+
+def _login_limit() -> str:
+    return current_app.config["VAULT_LOGIN_RATE_LIMIT"]
+
+
+@bp.post("/profile/phone/send")
+@customer_required
+def send_phone_code() -> str | Response | tuple[str, int]:
+    """Send a code to the profile's number: never to a number typed here, so the only
+    number a code can confirm is one saved in the profile."""
+    form = SendCodeForm()
+    if not form.validate_on_submit():
+        return _phone_page(error="The form expired. Reload the page and try again.", status=400)
+    if sms.connector() is None:
+        return _phone_page(error=PHONE_UNAVAILABLE, status=503)
+    try:  # refused before the limits count anything
+        number = phone.check_sendable(
+            keys(),
+            current_user,
+            load_profile(db.session, keys(), current_user.id).get("phone_number"),
+        )
+    except phone.PhoneError as exc:
+        return _phone_page(error=str(exc.detail), status=exc.status)
+    limit = current_app.config["VAULT_PHONE_CODE_RATE_LIMIT"]
+    to = phone.number_index(keys(), number).hex()
+    if not ratelimits.allow(limit, "phone-code-account", current_user.id) or not (
+        ratelimits.allow(limit, "phone-code-to", to)
+    ):
+        return _phone_page(error=PHONE_CODES_LIMITED, status=429)
+    lifetime = timedelta(seconds=int(current_app.config["VAULT_PHONE_CODE_LIFETIME"]))
+    request_ = phone.request_code(
+        db.session, keys(), current_user, number, lifetime=lifetime, now=utcnow()
+    )
+    audit("phone_code_sent", user_id=current_user.id)
+    transactions.after_commit(_flash_after(lambda: _send_code(request_)))
+    return redirect(url_for("profile.phone_confirmation"))
+
+
+@bp.route("/profile/phone", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])  # per client address, before the account's
+@customer_required
+def phone_confirmation() -> str | Response | tuple[str, int]:
+    """The code typed in confirms the number it was sent to, if that is still the
+    profile's number."""
+    form = ConfirmCodeForm()
+    if request.method == "GET":
+        return _phone_page(form=form)
+    if not form.validate_on_submit():
+        return _phone_page(form=form, status=400)
+    subject = _code_subject()
+    wait = guards.claim(subject)
+    if wait is not None:
+        return guards.too_many(_phone_page(form=form, error=wait.message)[0], wait)
+    now = utcnow()
+    limit = int(current_app.config["VAULT_PHONE_CODE_ATTEMPTS"])
+    number = load_profile(db.session, keys(), current_user.id).get("phone_number")
+    try:
+        with db.engine.begin() as connection:
+            left = phone.claim_attempt(connection, current_user.id, limit, now)
+        phone.confirm(
+            db.session, keys(), current_user, number, form.code.data, attempts_left=left, now=now
+        )
+    except phone.PhoneError as exc:
+        if isinstance(exc, phone.WrongCode):
+            audit("phone_code_wrong", user_id=current_user.id)
+            form.code.errors = [*form.code.errors, str(exc.detail)]
+            return _phone_page(form=form, status=exc.status)
+        # The code itself is gone (expired, used up, never sent, another number): the page
+        # says so above the "Send a new code" button.
+        return _phone_page(form=form, error=str(exc.detail), status=exc.status)
+    guards.guessed_right(subject)
+    audit("phone_confirmed", user_id=current_user.id)
+    flash(
+        f"Your phone number {number} is confirmed: businesses you allow may now text or call it.",
+        "success",
+    )
+    return redirect(url_for("profile.edit"))

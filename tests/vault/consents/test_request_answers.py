@@ -24,10 +24,12 @@ from tests.vault.consents.test_consent_pages import (
     _save,
     _state,
 )
+from vault.accounts.models import User
 from vault.consents.models import ChannelSetting, ConsentReceipt, ConsentRequest, LedgerEvent
 from vault.consents.operations import ConsentChanges, VendorSettings, save_consents
 from vault.extensions import db
 from vault.oauth.models import Grant
+from vault.profile.operations import load_profile, save_profile
 from vault.services import keys
 from vault.vendors.models import Vendor
 from vault.vendors.operations import declare_topic
@@ -64,6 +66,29 @@ def _topics(app: Flask, user_id: str) -> dict[str, tuple[str, str | None]]:
         channel: (state, expires.strftime("%Y-%m-%d") if expires else None)
         for _, channel, state, expires in _state(app, user_id)["topics"]
     }
+
+
+def test_approving_texts_to_an_unconfirmed_number_says_to_confirm_it(app, logged_in, world):
+    with app.app_context():
+        user = db.session.get(User, world.customer.id)
+        profile = load_profile(db.session, keys(), user.id)
+        save_profile(db.session, keys(), user, {**profile, "phone_number": factories.PHONE})
+        db.session.commit()
+    request_id = _request(app, world, channels=["email", "sms"])
+    response = _approve(logged_in, request_id)
+    page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You said yes, but Acme still cannot contact you in every way it asked" in page
+    assert "Acme may now contact you about <strong>newsletter</strong> by e-mail." in page
+    assert (
+        "Acme still cannot contact you about <strong>newsletter</strong> by text message: "
+        '<span class="reason">There is no confirmed phone number in your profile to reach '
+        "you by text message.</span>"
+    ) in page
+    assert 'href="/profile#phone-confirmation">Confirm your phone number</a>' in page
+    # Once confirmed, the same yes lets the texts through.
+    factories.confirm_phone(app, world.customer.id)
+    page = logged_in.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You allowed Acme to contact you as it asked" in page
 
 
 # --- item 14: the customer's own "allowed until" date ----------------------------------------
@@ -121,6 +146,7 @@ def test_a_yes_to_a_new_notice_keeps_the_date_in_the_ledger_and_the_receipt(app,
 def test_approving_while_the_channel_is_off_says_so_and_offers_to_switch_it_on(
     app, logged_in, world
 ):
+    factories.give_confirmed_phone(app, world.customer.id)  # texts need a confirmed number
     with app.app_context():
         save_consents(
             db.session, keys(), world.customer.id, ConsentChanges(channels={"sms": False})

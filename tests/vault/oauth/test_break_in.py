@@ -388,7 +388,7 @@ def test_narrowing_cannot_widen_a_grant(vault):
         allow_redirects=False,
     )
     assert response.status_code == 302
-    assert set(vault.api(tokens["access_token"]).json()) == {"sub", "email"}
+    assert set(vault.api(tokens["access_token"]).json()) == {"sub", "email", "email_verified"}
     assert vault.sql("SELECT scope FROM oauth_grants")[0][0] == "openid email"
 
 
@@ -425,7 +425,7 @@ def test_email_scope_cannot_read_the_phone_number(vault):
     assert tokens["scope"] == "openid email"
     profile = vault.api(tokens["access_token"])
     assert profile.status_code == 200
-    assert set(profile.json()) == {"sub", "email"}
+    assert set(profile.json()) == {"sub", "email", "email_verified"}
     userinfo = vault.api(tokens["access_token"], "/oauth/userinfo").json()
     assert "phone_number" not in userinfo
     assert "given_name" not in userinfo

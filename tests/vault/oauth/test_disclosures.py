@@ -73,8 +73,11 @@ def test_every_claim_read_through_userinfo_and_the_api_is_on_the_access_log(vaul
     userinfo = vault.api(tokens["access_token"], "/oauth/userinfo").json()
     api = vault.api(tokens["access_token"]).json()
     recorded = {endpoint: set(claims) for endpoint, claims in _events(vault, customer.id)}
-    assert recorded["userinfo"] == set(userinfo) - {"sub"} == {"phone_number", "address"}
-    assert recorded["GET /api/v1/profile"] == set(api) - {"sub"}
+    # Every field read, without the flag that qualifies one (phone_number_verified).
+    flags = {"sub", "phone_number_verified"}
+    assert userinfo["phone_number_verified"] is False and api["phone_number_verified"] is False
+    assert recorded["userinfo"] == set(userinfo) - flags == {"phone_number", "address"}
+    assert recorded["GET /api/v1/profile"] == set(api) - flags
 
 
 def test_a_code_issued_just_before_a_revoke_yields_nothing(vault):

@@ -59,7 +59,7 @@ def test_code_flow_with_pkce_gives_exactly_the_approved_claims(vault):
     assert claims.status_code == 200
     assert claims.headers["Cache-Control"] == "no-store"
     body = claims.json()
-    assert set(body) == {"sub", "name", "given_name", "family_name", "email"}
+    assert set(body) == {"sub", "name", "given_name", "family_name", "email", "email_verified"}
     assert body["given_name"] == "Ann"
     assert body["name"] == "Ann Lovelace"
     assert body["email"] == customer.email
@@ -232,12 +232,12 @@ def test_narrowing_a_grant_removes_claims_from_the_next_response(vault):
 
     after = vault.api(tokens["access_token"])
     assert after.status_code == 200
-    assert set(after.json()) == {"sub", "email"}
+    assert set(after.json()) == {"sub", "email", "email_verified"}
     assert after.json()["sub"] == before["sub"]
     # A refresh cannot win the dropped scopes back.
     refreshed = vault.refresh(auth)
     assert set(refreshed["scope"].split()) == {"openid", "email"}
-    assert set(vault.api(refreshed["access_token"]).json()) == {"sub", "email"}
+    assert set(vault.api(refreshed["access_token"]).json()) == {"sub", "email", "email_verified"}
     widen = vault.token_request(
         {
             "grant_type": "refresh_token",
@@ -356,7 +356,7 @@ def test_reauthorizing_granted_scopes_skips_the_screen_unless_prompt_consent(vau
     assert query_of(location)["state"] == auth.state
     tokens = vault.exchange(auth, location)
     assert set(tokens["scope"].split()) == {"openid", "email"}
-    assert set(vault.api(tokens["access_token"]).json()) == {"sub", "email"}
+    assert set(vault.api(tokens["access_token"]).json()) == {"sub", "email", "email_verified"}
 
     # prompt=consent asks again.
     asked = vault.consent_page(
@@ -394,6 +394,7 @@ def test_unticking_a_granted_scope_on_a_new_consent_screen_withdraws_it(vault):
         "given_name",
         "family_name",
         "email",
+        "email_verified",
     }
     # And asking for the phone again shows the screen instead of a silent code.
     again = vault.consent_page(browser, vault.authorization(client, "openid phone").url)

@@ -50,8 +50,12 @@ def test_a_code_waiting_while_the_customer_narrows_redeems_only_what_is_left(vau
     tokens = vault.exchange(auth, location)
     assert set(tokens["scope"].split()) == {"openid", "email"}
     read = vault.api(tokens["access_token"]).json()
-    assert set(read) == {"sub", "email"}
-    assert set(vault.api(tokens["access_token"], "/oauth/userinfo").json()) == {"sub", "email"}
+    assert set(read) == {"sub", "email", "email_verified"}
+    assert set(vault.api(tokens["access_token"], "/oauth/userinfo").json()) == {
+        "sub",
+        "email",
+        "email_verified",
+    }
     assert vault.introspect(client, tokens["access_token"])["scope"] == "openid email"
     for _ in range(3):
         refreshed = vault.refresh(auth)
