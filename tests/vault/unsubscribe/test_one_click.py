@@ -16,6 +16,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import func, select
 
 from consent.engine import State
+from tests.factories import give_confirmed_phone
 from tests.vault.oauth.conftest import Client, Vault
 from vault.consents.models import ConsentReceipt, LedgerEvent
 from vault.consents.operations import ConsentChanges, TopicChoice, save_consents
@@ -43,6 +44,7 @@ def shop(vault: Vault) -> Shop:
     """Acme, with a customer who allowed news and deals by e-mail and news by SMS."""
     client = vault.vendor("Acme", scopes=("openid", "consent:check"))
     customer = vault.customer(given_name="Ada")
+    give_confirmed_phone(vault.app, customer.id)  # texts go only to a confirmed number
     with vault.app.app_context():
         vendor = db.session.get(Vendor, client.vendor_id)
         topics = {
