@@ -269,6 +269,9 @@ def _shop(app: Flask, target: Target, number: int, customers: int) -> tuple[Shop
         topics = {name: declare_topic(session, vendor, name, p).id for name, p in TOPICS}
         session.commit()
         shop = Shop(number, vendor.id, new.client.client_id, new.client_secret or "", customers)
+        # Give the session's connection back: the app's engine cuts one left quiet during
+        # minutes of bulk insert (vault.database.Watchdog).
+        session.close()
         secrets = keys()
         started = time.perf_counter()
         dialect = db.engine.dialect
