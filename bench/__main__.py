@@ -14,6 +14,10 @@ from bench.consent_check import CUSTOMERS as CONSENT_CUSTOMERS
 from bench.consent_check import ITEMS as CONSENT_ITEMS
 from bench.consent_check import RUNS as CONSENT_RUNS
 from bench.consent_check import measure as measure_consent
+from bench.consent_single import LARGE as SINGLE_LARGE
+from bench.consent_single import SAMPLE as SINGLE_SAMPLE
+from bench.consent_single import SMALL as SINGLE_SMALL
+from bench.consent_single import measure as measure_single
 from bench.crypto import ARGON2_PRODUCTION, aesgcm_rates, argon2_rate
 from bench.decide import measure as measure_decide
 from bench.ledger import measure as measure_ledger
@@ -49,11 +53,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["all", "store", "api", "consent", "ledger"],
+        choices=["all", "store", "api", "consent", "single", "ledger"],
         default="all",
         help="store: profile writes/reads and password hashing; api: GET /api/v1/profile and "
         "the token endpoint under gunicorn beside a bare Flask app; consent: one HTTP batch "
         f"check of {CONSENT_ITEMS:,} items beside a raw SQL fetch of the same rows; "
+        "single: one customer's check and GET /api/v1/consents/{sub} at "
+        f"{SINGLE_SMALL:,} and {SINGLE_LARGE:,} customers of one vendor, and under gunicorn "
+        "beside a bare Flask app running the same SQL; "
         "ledger: consent-ledger appends beside raw INSERT+COMMIT and verify beside bare "
         "hashlib (default: all)",
     )
@@ -64,7 +71,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="events generated for the ledger verify measurement (default: 1,000,000, "
         "which takes about a minute or two to generate and verify)",
     )
+    parser.add_argument(
+        "--single-customers",
+        type=int,
+        default=SINGLE_LARGE,
+        help=f"customers of the large vendor in the single measurement (default: "
+        f"{SINGLE_LARGE:,}; filled by bulk insert in about a minute or two)",
+    )
     args = parser.parse_args(argv)
+    if args.single_customers < 1:
+        parser.error("--single-customers must be at least 1")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
     if args.ledger_events < 1:
@@ -246,6 +262,87 @@ def _consent_section(args: argparse.Namespace) -> None:
     )
 
 
+def _ms(rate: Rate) -> str:
+    return f"{rate.seconds_each * 1e3:.2f} ms"
+
+
+def _single_section(args: argparse.Namespace) -> None:
+    load = _load_average()
+    result = measure_single(
+        args.seconds, args.database_url, large=args.single_customers, progress=_progress
+    )
+    small, large = result.small, result.large
+    check_ratio = result.check[large].seconds_each / result.check[small].seconds_each
+    view_ratio = result.view[large].seconds_each / result.view[small].seconds_each
+    grown = result.check[large].seconds_each / result.alone["check"].seconds_each
+    print(f"database: {result.database}; load average before: {load}, after: {_load_average()}")
+    fills = ", ".join(
+        f"{n:,} customers ({result.rows[n]:,} rows) in {result.fill_seconds[n]:.1f} s"
+        for n in (small, large)
+    )
+    print(f"bulk insert (DB-API executemany / COPY, tables not analysed): {fills}")
+    print()
+    rows = [
+        ["one customer's answer (in-process)", f"{small:,} customers", f"{large:,} customers",
+         f"{large:,}/{small:,}", "goal"],
+        [
+            "POST /api/v1/consents/check, 1 item",
+            _ms(result.check[small]),
+            _ms(result.check[large]),
+            f"{check_ratio:.2f}",
+            f"<= 1.5 {'met' if check_ratio <= 1.5 else 'NOT met'}",
+        ],
+        [
+            "GET /api/v1/consents/{sub}",
+            _ms(result.view[small]),
+            _ms(result.view[large]),
+            f"{view_ratio:.2f}",
+            "",
+        ],
+        [
+            f"  check, {small:,}-customer vendor alone in the database",
+            _ms(result.alone["check"]),
+            "",
+            f"{grown:.2f}",
+            "(for information)",
+        ],
+    ]  # fmt: skip
+    print(_table(rows, right={1, 2, 3}))
+    print()
+    http, cpu = result.http, {name: s * 1e3 for name, s in result.cpu_each.items()}
+    rows = [["under gunicorn", "vault", "baseline: bare Flask + the same SQL", "vault/baseline",
+             "server CPU vault/bare", "goal"]]  # fmt: skip
+    for name, label in (("check", "POST /api/v1/consents/check, 1 item"),
+                        ("view", "GET /api/v1/consents/{sub}")):  # fmt: skip
+        vault, bare = http[f"vault {name}"], http[f"bare {name}"]
+        ratio = vault.per_second / bare.per_second
+        rows.append(
+            [
+                f"{label} ({result.statements[name]} statements)",
+                _rate(vault),
+                _rate(bare),
+                f"{ratio:.2f}",
+                f"{cpu[f'vault {name}']:.2f} / {cpu[f'bare {name}']:.2f} ms",
+                f">= 0.50 {'met' if ratio >= 0.5 else 'NOT met'}",
+            ]
+        )
+    print(_table(rows, right={1, 2, 3, 4}))
+    errors = ", ".join(f"{name} {count}" for name, count in result.errors.items())
+    print(f"errors: {errors}")
+    print()
+    print(
+        f"How to read: in-process = the whole request through Flask's test client (token, "
+        f"limits, validation, subject, snapshot, decide, JSON; no network) for {SINGLE_SAMPLE:,} "
+        f"random customers of each vendor; the two vendors share the tables and are timed in "
+        f"alternating rounds, and the small vendor was also timed before the large one was "
+        f"added. Under gunicorn -w {WORKERS}, {CLIENT_THREADS} client threads, a new "
+        f"connection per request, one customer of the {large:,}-customer vendor; the baseline "
+        "runs the statements the vault ran for the same request (captured with their "
+        "parameters) through the DB-API and returns the vault's body: no OAuth logic, limits, "
+        "validation, ORM or decide()."
+    )
+
+
 def _ledger_section(args: argparse.Namespace) -> None:
     _progress(
         f"consent ledger: appends, raw INSERT+COMMIT ({2 * args.seconds:g} s), then "
@@ -309,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             f"Python {platform.python_version()}"
         )
         _consent_section(args)
+        print(f"(whole run: {time.perf_counter() - started:.1f} s)")
+        return 0
+    if args.only == "single":
+        cpus, python = os.cpu_count(), platform.python_version()
+        print(f"CMR Vault single consent answer benchmark: {cpus} CPUs, Python {python}")
+        _single_section(args)
         print(f"(whole run: {time.perf_counter() - started:.1f} s)")
         return 0
     if args.only == "api":
@@ -385,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         _ledger_section(args)
         print()
         _consent_section(args)
+        print()
+        _single_section(args)
     print(f"(whole run: {time.perf_counter() - started:.1f} s)")
     return 0
 

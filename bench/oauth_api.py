@@ -94,17 +94,14 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
 from flask import request
 
 from vault.oauth.server import _BEARER_TOKEN_QUERY
 from vault.profile.operations import _PROFILE_QUERY
 
-with open(os.environ["VAULT_BENCH_CONFIG"]) as handle:
-    CONFIG = json.load(handle)
-ENGINE = sa.create_engine(
-    CONFIG["SQLALCHEMY_DATABASE_URI"], **CONFIG.get("SQLALCHEMY_ENGINE_OPTIONS", {})
-)
+from bench.dbapi import ENGINE
+from bench.dbapi import connection as _dbapi
+
 MARK = "?" if ENGINE.dialect.name == "sqlite" else "%s"
 
 
@@ -120,17 +117,6 @@ INSERT_SQL = (
     f"VALUES ({', '.join([MARK] * 7)})"
 )
 CLAIMS = json.dumps(sorted(name for name in BODY if name != "sub"))
-_connection = []
-
-
-def _dbapi():
-    if not _connection:  # one per worker, opened after gunicorn forked it
-        raw = ENGINE.raw_connection()
-        if ENGINE.dialect.name == "sqlite":
-            for pragma in ("foreign_keys=ON", "busy_timeout=10000", "synchronous=NORMAL"):
-                raw.cursor().execute(f"PRAGMA {pragma}")
-        _connection.append(raw)
-    return _connection[0]
 
 
 @app.get("/api/v1/profile-sql")
@@ -354,10 +340,12 @@ def _get(port: int, request: bytes) -> bool:
     return b"".join(chunks).startswith(b"HTTP/1.1 200")
 
 
-def _request(path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+def _request(path: str, headers: dict[str, str], method: str = "GET", body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def _load(port: int, request: bytes, seconds: float) -> tuple[Rate, int]:

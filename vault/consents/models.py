@@ -65,6 +65,10 @@ class TopicConsent(Base):
     """Allow or withdraw one vendor x topic x channel, with the notice version seen."""
 
     __tablename__ = "topic_consents"
+    # One customer's consents with one business, however many customers it has: the key
+    # (user_id, topic_id, channel) alone leaves the planner the vendor_id index, which
+    # walks every row of the business (migration 0013).
+    __table_args__ = (Index("ix_topic_consents_customer", "user_id", "vendor_id"),)
 
     user_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True

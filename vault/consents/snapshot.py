@@ -6,9 +6,10 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, time, timedelta
-from typing import Any
+from functools import cache, partial
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, any_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -36,36 +37,104 @@ WITH_PHONE = frozenset({"email", "sms", "phone"})
 CHUNK = 500
 _NO_STRINGS: frozenset[str] = frozenset()
 
-Among = Callable[[ColumnElement[Any], Any], ColumnElement[bool]]
 
-
-def _in(column: ColumnElement[Any], chunk: Any) -> ColumnElement[bool]:
-    return column.in_(chunk)
-
-
-def _in_json(column: ColumnElement[Any], chunk: Any) -> ColumnElement[bool]:
-    values = func.json_each(bindparam("ids", chunk, unique=True)).table_valued("value")
-    return column.in_(select(values.c.value))
-
-
-def _any_array(column: ColumnElement[Any], chunk: Any) -> ColumnElement[bool]:
-    return column == any_(bindparam("ids", chunk, type_=ARRAY(String), unique=True))
-
-
-def _id_sets(session: Session, ids: list[str]) -> tuple[list[Any], Among]:
-    """The id set as few bound parameters as the database allows, and the test for it.
-
-    SQLite and PostgreSQL take the whole set as one parameter (a JSON array read by
-    ``json_each``, an array for ``= ANY``): one query per table, and a statement whose SQL
-    does not depend on the batch size (no expanding IN of 10,000 parameters to render).
-    Other databases get IN (...) in chunks.
-    """
-    dialect = session.get_bind().dialect.name
+def _among(dialect: str) -> Callable[[ColumnElement[Any]], ColumnElement[bool]]:
+    """``column`` is one of the ids bound as ``ids``: a JSON array read by ``json_each`` on
+    SQLite, an array for ``= ANY`` on PostgreSQL, an expanding IN (...) elsewhere."""
     if dialect == "sqlite":
-        return [json.dumps(ids)], _in_json
+        values = func.json_each(bindparam("ids")).table_valued("value")
+        return lambda column: column.in_(select(values.c.value))
     if dialect == "postgresql":
-        return [ids], _any_array
-    return [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)], _in
+        return lambda column: column == any_(bindparam("ids", type_=ARRAY(String)))
+    return lambda column: column.in_(bindparam("ids", expanding=True))
+
+
+def _id_sets(dialect: str, ids: list[str]) -> list[Any]:
+    """The values of ``ids`` for each query: the whole set as one parameter on SQLite and
+    PostgreSQL (one query per table, and a statement whose SQL does not depend on the batch
+    size: no IN of 10,000 parameters to render), chunks of ``CHUNK`` elsewhere."""
+    if dialect == "sqlite":
+        return [json.dumps(ids)]
+    if dialect == "postgresql":
+        return [ids]
+    return [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
+
+
+class _Queries(NamedTuple):
+    users: Select[Any]
+    channels_off: Select[Any]
+    vendor_prefs: Select[Any]
+    topics: Select[Any]
+    quiet: Select[Any]
+    live_grants: Select[Any]
+    history: Select[Any]
+
+
+@cache
+def _queries(dialect: str, by_vendor: bool) -> _Queries:
+    """The seven statements, built once per database and kind: for one customer, building
+    and keying them cost more than running them. Every table is read by ``user_id`` (and
+    ``vendor_id`` with ``by_vendor``), through indexes that lead with the customer
+    (migration 0013), so one customer's answer costs the same at any size of the business.
+    Parameters: ``ids``, ``now``, ``since`` (a week before now) and ``vendor_id``."""
+    among = _among(dialect)
+
+    def of_vendor(query: Select[Any], column: ColumnElement[Any]) -> Select[Any]:
+        return query.where(column == bindparam("vendor_id")) if by_vendor else query
+
+    return _Queries(
+        select(User.id, User.status, User.phone_confirmed_index.is_not(None)).where(among(User.id)),
+        select(ChannelSetting.user_id, ChannelSetting.channel).where(
+            among(ChannelSetting.user_id), ChannelSetting.enabled.is_(False)
+        ),
+        of_vendor(
+            select(
+                VendorPreference.user_id,
+                VendorPreference.vendor_id,
+                VendorPreference.blocked,
+                VendorPreference.cap_per_day,
+                VendorPreference.cap_per_week,
+            ).where(among(VendorPreference.user_id)),
+            VendorPreference.vendor_id,
+        ),
+        of_vendor(
+            select(
+                TopicConsent.user_id,
+                TopicConsent.vendor_id,
+                ContactTopic.name,
+                TopicConsent.channel,
+                TopicConsent.state,
+                TopicConsent.expires_at,
+                TopicConsent.notice_version,
+            )
+            .join(ContactTopic, ContactTopic.id == TopicConsent.topic_id)
+            .where(among(TopicConsent.user_id)),
+            TopicConsent.vendor_id,
+        ),
+        select(
+            ConsentPreferences.user_id,
+            ConsentPreferences.quiet_start,
+            ConsentPreferences.quiet_end,
+            ConsentPreferences.timezone,
+        ).where(among(ConsentPreferences.user_id), ConsentPreferences.quiet_start.is_not(None)),
+        of_vendor(
+            select(Grant.user_id, Grant.vendor_id).where(
+                among(Grant.user_id),
+                Grant.revoked_at.is_(None),
+                or_(Grant.expires_at.is_(None), Grant.expires_at > bindparam("now")),
+            ),
+            Grant.vendor_id,
+        ),
+        of_vendor(
+            select(
+                ContactRecord.user_id,
+                ContactRecord.vendor_id,
+                ContactRecord.channel,
+                ContactRecord.at,
+            ).where(among(ContactRecord.user_id), ContactRecord.at > bindparam("since")),
+            ContactRecord.vendor_id,
+        ),
+    )
 
 
 def load_consents(
@@ -76,8 +145,9 @@ def load_consents(
     With ``vendor_id``, only what concerns that vendor is loaded (what a batch check needs).
     Unknown ids are simply absent from the result.
 
-    Plain column queries, no ORM entities: a 10,000-customer batch is tens of thousands of
-    rows, and building mapped objects for them would cost more than the queries.
+    Plain column queries on the session's connection, no ORM entities: a 10,000-customer
+    batch is tens of thousands of rows, and building mapped objects for them would cost
+    more than the queries.
     """
     ids = list(dict.fromkeys(user_ids))
     channels_off: dict[str, set[str]] = defaultdict(set)
@@ -98,51 +168,27 @@ def load_consents(
             value = times[text] = time.fromisoformat(text)
         return value
 
-    chunks, among = _id_sets(session, ids)
-    for chunk in chunks if ids else ():
-        for user_id, status, phone_confirmed in session.execute(
-            select(User.id, User.status, User.phone_confirmed_index.is_not(None)).where(
-                among(User.id, chunk)
-            )
-        ):
+    if session.autoflush:
+        session.flush()  # the statements run on the connection, past the session's autoflush
+    connection = session.connection()
+    dialect = connection.dialect.name
+    queries = _queries(dialect, vendor_id is not None)
+    for chunk in _id_sets(dialect, ids) if ids else ():
+        params = {"ids": chunk, "now": now, "since": now - timedelta(days=7)}
+        if vendor_id is not None:
+            params["vendor_id"] = vendor_id
+        run = partial(connection.execute, parameters=params)
+        for user_id, status, phone_confirmed in run(queries.users):
             active[user_id] = status == AccountStatus.ACTIVE
             if phone_confirmed:
                 phones.add(user_id)
-        for user_id, channel in session.execute(
-            select(ChannelSetting.user_id, ChannelSetting.channel).where(
-                among(ChannelSetting.user_id, chunk), ChannelSetting.enabled.is_(False)
-            )
-        ):
+        for user_id, channel in run(queries.channels_off):
             channels_off[user_id].add(channel)
-        prefs = select(
-            VendorPreference.user_id,
-            VendorPreference.vendor_id,
-            VendorPreference.blocked,
-            VendorPreference.cap_per_day,
-            VendorPreference.cap_per_week,
-        ).where(among(VendorPreference.user_id, chunk))
-        if vendor_id is not None:
-            prefs = prefs.where(VendorPreference.vendor_id == vendor_id)
-        for user_id, pref_vendor, is_blocked, per_day, per_week in session.execute(prefs):
+        for user_id, pref_vendor, is_blocked, per_day, per_week in run(queries.vendor_prefs):
             if is_blocked:
                 blocked[user_id].add(pref_vendor)
             if per_day is not None or per_week is not None:
                 caps[user_id][pref_vendor] = Caps(per_day, per_week)
-        consents = (
-            select(
-                TopicConsent.user_id,
-                TopicConsent.vendor_id,
-                ContactTopic.name,
-                TopicConsent.channel,
-                TopicConsent.state,
-                TopicConsent.expires_at,
-                TopicConsent.notice_version,
-            )
-            .join(ContactTopic, ContactTopic.id == TopicConsent.topic_id)
-            .where(among(TopicConsent.user_id, chunk))
-        )
-        if vendor_id is not None:
-            consents = consents.where(TopicConsent.vendor_id == vendor_id)
         for (
             user_id,
             consent_vendor,
@@ -151,37 +197,15 @@ def load_consents(
             state,
             expires_at,
             version,
-        ) in session.execute(consents):
+        ) in run(queries.topics):
             topics[user_id][(consent_vendor, topic_name, channel)] = TopicSetting(
                 states[state], expires_at, version
             )
-        for user_id, start, end, zone in session.execute(
-            select(
-                ConsentPreferences.user_id,
-                ConsentPreferences.quiet_start,
-                ConsentPreferences.quiet_end,
-                ConsentPreferences.timezone,
-            ).where(
-                among(ConsentPreferences.user_id, chunk),
-                ConsentPreferences.quiet_start.is_not(None),
-            )
-        ):
+        for user_id, start, end, zone in run(queries.quiet):
             quiet[user_id] = QuietHours(clock(start), clock(end), zone)
-        live = select(Grant.user_id, Grant.vendor_id).where(
-            among(Grant.user_id, chunk),
-            Grant.revoked_at.is_(None),
-            or_(Grant.expires_at.is_(None), Grant.expires_at > now),
-        )
-        if vendor_id is not None:
-            live = live.where(Grant.vendor_id == vendor_id)
-        for user_id, grant_vendor in session.execute(live):
+        for user_id, grant_vendor in run(queries.live_grants):
             grants[user_id].add(grant_vendor)
-        history = select(
-            ContactRecord.user_id, ContactRecord.vendor_id, ContactRecord.channel, ContactRecord.at
-        ).where(among(ContactRecord.user_id, chunk), ContactRecord.at > now - timedelta(days=7))
-        if vendor_id is not None:
-            history = history.where(ContactRecord.vendor_id == vendor_id)
-        for user_id, sent_vendor, channel, at in session.execute(history):
+        for user_id, sent_vendor, channel, at in run(queries.history):
             sends[user_id][(sent_vendor, channel)].append(at)
 
     # Most customers have no settings of a kind: one shared empty frozenset for them.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from consent.engine import CHANNELS, Decision, Topic, VendorRef, decide
@@ -35,12 +35,13 @@ UNKNOWN_TOPIC = "unknown_topic"
 UNKNOWN_CHANNEL = "unknown_channel"
 
 
+# Built once (see vault.consents.snapshot._queries).
+_VENDOR_TOPICS = select(ContactTopic).where(ContactTopic.vendor_id == bindparam("vendor_id"))
+
+
 def vendor_topics(session: Session, vendor_id: str) -> dict[str, ContactTopic]:
     return {
-        topic.name: topic
-        for topic in session.scalars(
-            select(ContactTopic).where(ContactTopic.vendor_id == vendor_id)
-        )
+        topic.name: topic for topic in session.scalars(_VENDOR_TOPICS, {"vendor_id": vendor_id})
     }
 
 

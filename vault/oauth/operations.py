@@ -6,7 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Table, func, insert, select, update
+from sqlalchemy import Column, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,13 @@ def remember_subject(session: Session, keys: KeyProvider, vendor_id: str, user_i
 
 # Bound parameters per IN list: well under SQLite's 32,766 and cheap for PostgreSQL.
 _SUBJECTS_PER_QUERY = 5000
+# Built once: for a one-item call of the consent API, building the statement cost more than
+# running it (the key's index lookup).
+_SUBJECTS = select(PairwiseSubject.sub, PairwiseSubject.user_id).where(
+    PairwiseSubject.vendor_id == bindparam("vendor_id"),
+    PairwiseSubject.sub.in_(bindparam("subs", expanding=True)),
+)
+_SUBJECTS_OF_USER = _SUBJECTS.where(PairwiseSubject.user_id == bindparam("user_id"))
 
 
 def resolve_subjects(
@@ -80,15 +87,13 @@ def resolve_subjects(
     """``sub -> user_id`` for those of ``subs`` that are (or were) the vendor's customers;
     with ``only_user`` (a token issued for one customer), at most that customer."""
     wanted = list(dict.fromkeys(subs))
+    query = _SUBJECTS if only_user is None else _SUBJECTS_OF_USER
+    connection = session.connection()
     found: dict[str, str] = {}
     for start in range(0, len(wanted), _SUBJECTS_PER_QUERY):
-        query = select(PairwiseSubject.sub, PairwiseSubject.user_id).where(
-            PairwiseSubject.vendor_id == vendor_id,
-            PairwiseSubject.sub.in_(wanted[start : start + _SUBJECTS_PER_QUERY]),
-        )
-        if only_user is not None:
-            query = query.where(PairwiseSubject.user_id == only_user)
-        found.update((sub, user_id) for sub, user_id in session.execute(query))
+        chunk = wanted[start : start + _SUBJECTS_PER_QUERY]
+        params = {"vendor_id": vendor_id, "subs": chunk, "user_id": only_user}
+        found.update((sub, user_id) for sub, user_id in connection.execute(query, params))
     return found
 
 

@@ -16,7 +16,7 @@ import vault.models
 
 # revision identifiers, used by Alembic.
 revision = "0015"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
