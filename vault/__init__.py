@@ -171,6 +171,7 @@ def _init_features(app: Flask) -> None:
         api,
         connections,
         consents,
+        messages,
         oauth,
         portability,
         profile,
@@ -178,6 +179,17 @@ def _init_features(app: Flask) -> None:
         web,
     )
 
-    features = (web, accounts, profile, portability, oauth, api, connections, vendors, consents)
+    features = (
+        web,
+        accounts,
+        profile,
+        portability,
+        oauth,
+        api,
+        connections,
+        vendors,
+        consents,
+        messages,
+    )
     for feature in features:
         feature.init_app(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Computed, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Computed, ForeignKey, Integer, String, Text
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
@@ -105,20 +105,6 @@ class ConsentRequest(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     vendor: Mapped[Vendor] = relationship()
-
-
-class ContactRecord(Base):
-    """A message actually sent to a customer: the history frequency caps count."""
-
-    __tablename__ = "contact_records"
-    __table_args__ = (Index("ix_contact_records_lookup", "user_id", "vendor_id", "channel", "at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
-    vendor_id: Mapped[str] = mapped_column(String(36), ForeignKey("vendors.id", ondelete="CASCADE"))
-    channel: Mapped[str] = mapped_column(String(10))
-    topic_id: Mapped[str | None] = mapped_column(String(36))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LedgerHead(Base):

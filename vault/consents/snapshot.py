@@ -17,10 +17,10 @@ from vault.accounts.models import AccountStatus, User
 from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
-    ContactRecord,
     TopicConsent,
     VendorPreference,
 )
+from vault.messages.models import Message
 from vault.oauth.models import Grant, grant_ended
 from vault.vendors.models import ContactTopic
 
@@ -163,11 +163,12 @@ def load_consents(
             live = live.where(Grant.vendor_id == vendor_id)
         for user_id, grant_vendor in session.execute(live):
             grants[user_id].add(grant_vendor)
+        # Frequency caps count delivered messages (sent_at is set only on delivery).
         history = select(
-            ContactRecord.user_id, ContactRecord.vendor_id, ContactRecord.channel, ContactRecord.at
-        ).where(among(ContactRecord.user_id, chunk), ContactRecord.at > now - timedelta(days=7))
+            Message.user_id, Message.vendor_id, Message.channel, Message.sent_at
+        ).where(among(Message.user_id, chunk), Message.sent_at > now - timedelta(days=7))
         if vendor_id is not None:
-            history = history.where(ContactRecord.vendor_id == vendor_id)
+            history = history.where(Message.vendor_id == vendor_id)
         for user_id, sent_vendor, channel, at in session.execute(history):
             sends[user_id][(sent_vendor, channel)].append(at)
 
