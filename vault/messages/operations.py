@@ -222,7 +222,7 @@ def accept_message(
         Outcome.DEFER: Status.DEFERRED,
         Outcome.DENY: Status.BLOCKED,
     }[decision.outcome]
-    message = Message(
+    values = dict(
         id=message_id,
         vendor_id=vendor.id,
         client_id=client_id,
@@ -248,15 +248,17 @@ def accept_message(
         updated_at=now,
     )
     try:
+        # A savepoint: the request's transaction goes on if another request won the key.
         with session.begin_nested():
-            session.add(message)
-            session.flush()
+            session.execute(insert(Message).values(**values))
     except IntegrityError:
         # Another request with this key committed first: answer what it stored.
         winner = by_key(session, vendor.id, idempotency_key)
         if winner is None:
             raise
         return _same_request(winner, request_hash)
+    # What the answer reads, without loading the row back.
+    message = Message(**values)
     event = {
         Status.QUEUED: Event.ACCEPTED,
         Status.DEFERRED: Event.DEFERRED,

@@ -32,6 +32,18 @@ bp = Blueprint("messages_api", __name__)
 csrf.exempt(bp)  # bearer tokens, never cookies
 
 permit_input = PermitInputSchema()
+# Built once per segment limit: schema construction deep-copies fields.
+_message_inputs: dict[int, MessageInputSchema] = {}
+
+
+def _message_input() -> MessageInputSchema:
+    limit = int(current_app.config["VAULT_SMS_MAX_SEGMENTS"])
+    schema = _message_inputs.get(limit)
+    if schema is None:
+        schema = _message_inputs[limit] = MessageInputSchema(max_segments=limit)
+    return schema
+
+
 # Visible ASCII, as the IETF httpapi Idempotency-Key draft's examples (a UUID...).
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
@@ -124,9 +136,8 @@ def send_message() -> Response:
     body = _body()
     if body is None:
         return _invalid({"_schema": ["a JSON object"]})
-    schema = MessageInputSchema(max_segments=current_app.config["VAULT_SMS_MAX_SEGMENTS"])
     try:
-        data = schema.load(body)
+        data = _message_input().load(body)
     except ValidationError as error:
         return _invalid(error.messages)
     vendor = _vendor()

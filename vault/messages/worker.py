@@ -99,6 +99,7 @@ class Worker:
         self.base_url = str(issuer or DEVELOPMENT_BASE_URL).rstrip("/")
         self._urls = app.url_map.bind("localhost")
         self._stop = threading.Event()
+        self._contacts: dict[tuple[str, str], tuple[Any, str | None]] = {}
         self.delivered = 0
 
     # --- running ---------------------------------------------------------------------------
@@ -220,6 +221,8 @@ class Worker:
                 select(ContactTopic).where(ContactTopic.vendor_id.in_(vendor_ids))
             )
         }
+        # Decrypted addresses live no longer than the batch.
+        self._contacts = {}
         # Deliveries of this batch, which the snapshot above does not hold yet.
         sent_now: dict[str, dict[tuple[str, str], list[datetime]]] = defaultdict(
             lambda: defaultdict(list)
@@ -264,6 +267,7 @@ class Worker:
                 logger.exception("outbox: message %s could not be handled", ids[0])
                 self._release(session, token, [ids[0]])
             handled += 1
+        self._contacts = {}
         return handled
 
     def _release(self, session: Session, token: str, ids: list[str]) -> None:
@@ -338,12 +342,21 @@ class Worker:
         if connector is None:
             return Delivery(Outcome.TEMPORARY_FAILURE, f"no {message.channel} channel configured")
         try:
-            cipher = cipher_for(session, provider, message.user_id)
-            field = session.get(ProfileField, (message.user_id, ADDRESS_CLAIMS[message.channel]))
-            if field is None:
+            # The customer's key and address, once per batch (a customer may have many).
+            key = (message.user_id, message.channel)
+            if key not in self._contacts:
+                cipher = cipher_for(session, provider, message.user_id)
+                field = session.get(
+                    ProfileField, (message.user_id, ADDRESS_CLAIMS[message.channel])
+                )
+                address = (
+                    json.loads(cipher.decrypt(field.name, field.ciphertext)) if field else None
+                )
+                self._contacts[key] = (cipher, address)
+            cipher, address = self._contacts[key]
+            if address is None:
                 what = "e-mail address" if message.channel == "email" else "phone number"
                 return Delivery(Outcome.PERMANENT_FAILURE, f"the customer has no {what}")
-            address = json.loads(cipher.decrypt(field.name, field.ciphertext))
             text = cipher.decrypt(body_field(message.id), message.body_ciphertext).decode()
             subject = (
                 cipher.decrypt(subject_field(message.id), message.subject_ciphertext).decode()
