@@ -17,6 +17,8 @@ from typing import Any
 
 from joserfc import jwt
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -198,7 +200,8 @@ def accept_message(
     """Decide and store one message (``data``: sub, channel, topic, subject, body, already
     validated). The same key again returns the first message (``created`` False) or, with
     other content, refuses; two requests racing with one key store one row, the loser
-    reading the winner's (the unique constraint decides)."""
+    reading the winner's (the unique constraint decides). The row and its contact-log line
+    are written in the caller's transaction."""
     request_hash = fingerprint(data)
     existing = by_key(session, vendor.id, idempotency_key)
     if existing is not None:
@@ -247,15 +250,26 @@ def accept_message(
         created_at=now,
         updated_at=now,
     )
-    try:
-        # A savepoint: the request's transaction goes on if another request won the key.
-        with session.begin_nested():
-            session.execute(insert(Message).values(**values))
-    except IntegrityError:
+    # ON CONFLICT DO NOTHING: a request racing with this key waits for the one that
+    # inserted first to commit, then stores nothing and reads the winner's row. No savepoint:
+    # on SQLite, where nothing was written before it, releasing one would commit.
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        upsert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[dialect]
+        statement = (
+            upsert(Message.__table__)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["vendor_id", "idempotency_key"])
+            .returning(Message.__table__.c.id)
+        )
+        stored = session.connection().execute(statement).first() is not None
+    else:
+        stored = _insert_in_savepoint(session, values)
+    if not stored:
         # Another request with this key committed first: answer what it stored.
         winner = by_key(session, vendor.id, idempotency_key)
         if winner is None:
-            raise
+            raise RuntimeError("an idempotency key conflicted with no stored message")
         return _same_request(winner, request_hash)
     # What the answer reads, without loading the row back.
     message = Message(**values)
@@ -276,6 +290,16 @@ def accept_message(
         decided=decided,
     )
     return Accepted(message, created=True)
+
+
+def _insert_in_savepoint(session: Session, values: dict[str, Any]) -> bool:
+    """Other databases: the insert in a savepoint, a unique violation rolled back to it."""
+    try:
+        with session.begin_nested():
+            session.execute(insert(Message).values(**values))
+    except IntegrityError:
+        return False
+    return True
 
 
 def vendor_message(session: Session, vendor_id: str, message_id: str) -> Message | None:
