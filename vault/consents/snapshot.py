@@ -192,6 +192,99 @@ def load_consents(
     }
 
 
+# One customer towards one business, as the messages API and permits decide on every call:
+# statements built once (their cache keys are computed once, not per call), run through the
+# connection as plain rows.
+_ONE = {"user_id": bindparam("user_id"), "vendor_id": bindparam("vendor_id")}
+_ONE_STATUS = select(User.status).where(User.id == _ONE["user_id"])
+_ONE_CHANNELS_OFF = select(ChannelSetting.channel).where(
+    ChannelSetting.user_id == _ONE["user_id"], ChannelSetting.enabled.is_(False)
+)
+_ONE_PREFERENCE = select(
+    VendorPreference.blocked, VendorPreference.cap_per_day, VendorPreference.cap_per_week
+).where(
+    VendorPreference.user_id == _ONE["user_id"], VendorPreference.vendor_id == _ONE["vendor_id"]
+)
+_ONE_TOPICS = (
+    select(
+        ContactTopic.name,
+        TopicConsent.channel,
+        TopicConsent.state,
+        TopicConsent.expires_at,
+        TopicConsent.notice_version,
+    )
+    .join(ContactTopic, ContactTopic.id == TopicConsent.topic_id)
+    .where(TopicConsent.user_id == _ONE["user_id"], TopicConsent.vendor_id == _ONE["vendor_id"])
+)
+_ONE_QUIET = select(
+    ConsentPreferences.quiet_start, ConsentPreferences.quiet_end, ConsentPreferences.timezone
+).where(ConsentPreferences.user_id == _ONE["user_id"], ConsentPreferences.quiet_start.is_not(None))
+_ONE_GRANT = (
+    select(Grant.id)
+    .where(
+        Grant.user_id == _ONE["user_id"],
+        Grant.vendor_id == _ONE["vendor_id"],
+        Grant.revoked_at.is_(None),
+        or_(Grant.expires_at.is_(None), Grant.expires_at > bindparam("now")),
+    )
+    .limit(1)
+)
+_ONE_SENDS = select(Message.channel, Message.sent_at).where(
+    Message.user_id == _ONE["user_id"],
+    Message.vendor_id == _ONE["vendor_id"],
+    Message.sent_at > bindparam("since"),
+)
+
+
+def load_customer(
+    session: Session, user_id: str, vendor_id: str, now: datetime
+) -> CustomerConsents | None:
+    """What ``load_consents(session, [user_id], now, vendor_id)`` returns for that customer
+    (None if unknown), in the same seven queries, each built once."""
+    if session.autoflush:
+        session.flush()
+    connection = session.connection()
+    values = {"user_id": user_id, "vendor_id": vendor_id}
+    status = connection.execute(_ONE_STATUS, values).scalar()
+    if status is None:
+        return None
+    channels_off = frozenset(connection.execute(_ONE_CHANNELS_OFF, values).scalars())
+    blocked: frozenset[str] = _NO_STRINGS
+    caps: dict[str, Caps] = {}
+    preference = connection.execute(_ONE_PREFERENCE, values).first()
+    if preference is not None:
+        is_blocked, per_day, per_week = preference
+        if is_blocked:
+            blocked = frozenset({vendor_id})
+        if per_day is not None or per_week is not None:
+            caps[vendor_id] = Caps(per_day, per_week)
+    states = {state.value: state for state in State}
+    topics = {
+        (vendor_id, name, channel): TopicSetting(states[state], expires_at, version)
+        for name, channel, state, expires_at, version in connection.execute(_ONE_TOPICS, values)
+    }
+    quiet_row = connection.execute(_ONE_QUIET, values).first()
+    quiet = (
+        QuietHours(time.fromisoformat(quiet_row[0]), time.fromisoformat(quiet_row[1]), quiet_row[2])
+        if quiet_row is not None
+        else None
+    )
+    live = connection.execute(_ONE_GRANT, {**values, "now": now}).first() is not None
+    sends: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for channel, at in connection.execute(_ONE_SENDS, {**values, "since": now - timedelta(days=7)}):
+        sends[(vendor_id, channel)].append(at)
+    return CustomerConsents(
+        account_active=status == AccountStatus.ACTIVE,
+        channels_off=channels_off or _NO_STRINGS,
+        blocked_vendors=blocked,
+        topics=topics,
+        quiet_hours=quiet,
+        caps=caps,
+        active_grant_vendors=frozenset({vendor_id}) if live else _NO_STRINGS,
+        sends={key: tuple(sorted(times)) for key, times in sends.items()},
+    )
+
+
 # Why a customer no longer receives a business's consent requests (stable codes: the
 # vendor API names them in its problem types, the pages hide such requests).
 VENDOR_BLOCKED = "vendor_blocked"

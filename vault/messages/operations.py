@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from consent.engine import CustomerConsents, Decision, Outcome, Topic, VendorRef, decide
 from vault.consents import ledger
-from vault.consents.snapshot import load_consents
+from vault.consents.snapshot import load_customer
 from vault.crypto.keyring import KeyProvider
 from vault.errors import VaultError
 from vault.keys.operations import cipher_for
@@ -107,7 +107,7 @@ def decide_contact(
     event is in what was decided on (a change committed in between may be too)."""
     head = ledger.head(session) or (0, "0" * 64)
     if consents is None:
-        consents = load_consents(session, [user_id], now, vendor_id=vendor.id).get(user_id)
+        consents = load_customer(session, user_id, vendor.id, now)
     return Decided(decide(consents, vendor, channel, topic, now), head[0], head[1])
 
 
