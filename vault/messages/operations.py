@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -75,10 +75,18 @@ def refusal(decision: Decision, **extensions: Any) -> MessageError:
     )
 
 
+# Statements every message runs, built once (their cache keys too).
+_TOPIC = select(ContactTopic).where(
+    ContactTopic.vendor_id == bindparam("vendor_id"), ContactTopic.name == bindparam("name")
+)
+_BY_KEY = select(Message).where(
+    Message.vendor_id == bindparam("vendor_id"), Message.idempotency_key == bindparam("key")
+)
+_LOG = insert(ContactLog)
+
+
 def topic_of(session: Session, vendor_id: str, name: str) -> ContactTopic:
-    topic = session.scalar(
-        select(ContactTopic).where(ContactTopic.vendor_id == vendor_id, ContactTopic.name == name)
-    )
+    topic = session.scalar(_TOPIC, {"vendor_id": vendor_id, "name": name})
     if topic is None:
         raise MessageError(
             422, "unknown-topic", "Unknown topic", f"Your business has not declared {name!r}."
@@ -127,20 +135,21 @@ def log(
 ) -> None:
     """Append one contact-log row in the caller's transaction."""
     session.execute(
-        insert(ContactLog).values(
-            at=at,
-            vendor_id=vendor_id,
-            user_id=user_id,
-            message_id=message_id,
-            permit_id=permit_id,
-            channel=channel,
-            topic=topic,
-            event=event.value,
-            rule=decided.decision.rule.value if decided else None,
-            ledger_seq=decided.ledger_seq if decided else None,
-            ledger_hash=decided.ledger_hash if decided else None,
-            detail=detail[:200] if detail else None,
-        )
+        _LOG,
+        {
+            "at": at,
+            "vendor_id": vendor_id,
+            "user_id": user_id,
+            "message_id": message_id,
+            "permit_id": permit_id,
+            "channel": channel,
+            "topic": topic,
+            "event": event.value,
+            "rule": decided.decision.rule.value if decided else None,
+            "ledger_seq": decided.ledger_seq if decided else None,
+            "ledger_hash": decided.ledger_hash if decided else None,
+            "detail": detail[:200] if detail else None,
+        },
     )
 
 
@@ -170,9 +179,7 @@ class Accepted:
 
 
 def by_key(session: Session, vendor_id: str, key: str) -> Message | None:
-    return session.scalar(
-        select(Message).where(Message.vendor_id == vendor_id, Message.idempotency_key == key)
-    )
+    return session.scalar(_BY_KEY, {"vendor_id": vendor_id, "key": key})
 
 
 def _same_request(message: Message, request_hash: str) -> Accepted:

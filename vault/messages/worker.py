@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.routing import BuildError
 
@@ -55,6 +55,24 @@ from vault.unsubscribe.tokens import UnsubscribeTarget, make_token
 from vault.vendors.models import ContactTopic, Vendor
 
 logger = logging.getLogger("vault.messages")
+
+# The one update that records an outcome and ends the claim: built once.
+_FINISH = (
+    update(Message)
+    .where(Message.id == bindparam("message_id"), Message.claim_token == bindparam("token"))
+    .values(
+        status=bindparam("new_status"),
+        attempts=bindparam("new_attempts"),
+        not_before=bindparam("new_not_before"),
+        last_error=bindparam("new_last_error"),
+        sent_at=bindparam("new_sent_at"),
+        provider_id=bindparam("new_provider_id"),
+        claim_token=None,
+        lease_until=None,
+        updated_at=bindparam("now"),
+    )
+    .execution_options(synchronize_session=False)
+)
 
 # Which profile claim holds each channel's address.
 ADDRESS_CLAIMS = {"email": "email", "sms": "phone_number"}
@@ -285,11 +303,17 @@ class Worker:
     def _finish(self, session: Session, message: Message, token: str, **values: Any) -> None:
         """Update a claimed row and end the claim; a row whose lease ran out and that
         another worker claimed since is left to that worker."""
+        current = {
+            "status": message.status,
+            "attempts": message.attempts,
+            "not_before": message.not_before,
+            "last_error": message.last_error,
+            "sent_at": message.sent_at,
+            "provider_id": message.provider_id,
+        }
+        changed = {f"new_{name}": value for name, value in {**current, **values}.items()}
         result = session.execute(
-            update(Message)
-            .where(Message.id == message.id, Message.claim_token == token)
-            .values(claim_token=None, lease_until=None, updated_at=utcnow(), **values)
-            .execution_options(synchronize_session=False)
+            _FINISH, {**changed, "message_id": message.id, "token": token, "now": utcnow()}
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             logger.warning("outbox: message %s was claimed by another worker meanwhile", message.id)
