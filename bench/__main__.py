@@ -53,7 +53,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["all", "store", "api", "consent", "single", "ledger"],
+        choices=["all", "store", "api", "consent", "single", "ledger", "messages"],
         default="all",
         help="store: profile writes/reads and password hashing; api: GET /api/v1/profile and "
         "the token endpoint under gunicorn beside a bare Flask app; consent: one HTTP batch "
@@ -62,7 +62,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         f"{SINGLE_SMALL:,} and {SINGLE_LARGE:,} customers of one vendor, and under gunicorn "
         "beside a bare Flask app running the same SQL; "
         "ledger: consent-ledger appends beside raw INSERT+COMMIT and verify beside bare "
-        "hashlib (default: all)",
+        "hashlib; messages: POST /api/v1/messages beside bare Flask running the same SQL, "
+        "and worker deliveries into an SMTP sink beside raw smtplib (default: all)",
     )
     parser.add_argument(
         "--ledger-events",
@@ -397,6 +398,28 @@ def _ledger_section(args: argparse.Namespace) -> None:
     )
 
 
+def _messages_section(args: argparse.Namespace) -> None:
+    from bench.messages import QUEUED, report
+    from bench.messages import measure as measure_messages
+
+    _progress(
+        f"messages: POST /api/v1/messages under gunicorn -w {WORKERS} beside bare Flask + the "
+        f"same SQL ({args.seconds:g} s), then the worker delivering {QUEUED} messages"
+    )
+    load = _load_average()
+    result = measure_messages(args.seconds, args.database_url)
+    print(f"load average before: {load}")
+    print("\n".join(report(result)))
+    print(
+        "How to read: the API baseline runs the statements of an accepted message (token, "
+        "subject, key, topic, ledger head, the customer's consent queries, data key, message "
+        "and contact-log INSERTs, COMMIT) through the DB-API, without OAuth logic, "
+        "validation, the consent engine, encryption or ORM. The worker claims, decides again, "
+        "decrypts address and content, builds MIME and records each outcome with a commit; "
+        "the baseline sends ready-built messages over one open SMTP connection."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = time.perf_counter()
@@ -417,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "api":
         print(f"CMR Vault API benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}")
         _api_section(args)
+        print(f"(whole run: {time.perf_counter() - started:.1f} s)")
+        return 0
+    if args.only == "messages":
+        cpus, python = os.cpu_count(), platform.python_version()
+        print(f"CMR Vault messages benchmark: {cpus} CPUs, Python {python}")
+        _messages_section(args)
         print(f"(whole run: {time.perf_counter() - started:.1f} s)")
         return 0
     if args.only == "ledger":

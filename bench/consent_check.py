@@ -70,11 +70,11 @@ def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
     from vault.consents.models import (
         ChannelSetting,
         ConsentPreferences,
-        ContactRecord,
         TopicConsent,
         VendorPreference,
     )
     from vault.extensions import db
+    from vault.messages.models import Message
     from vault.models import new_id, utcnow
     from vault.oauth.models import Grant, PairwiseSubject
     from vault.oauth.scopes import pairwise_sub
@@ -175,13 +175,29 @@ def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
                 )
             if i % 19 == 0:
                 for channel in ("email", "sms"):
+                    # A delivered message: what frequency caps count.
                     sent.append(
                         {
+                            "id": f"msg_bench{i}{channel}",
                             "user_id": user_id,
                             "vendor_id": vendor.id,
+                            "client_id": "bench",
                             "channel": channel,
-                            "topic_id": topics["news"].id,
-                            "at": now - timedelta(hours=3),
+                            "topic": "news",
+                            "body_ciphertext": b"",
+                            "status": "sent",
+                            "not_before": now - timedelta(hours=3),
+                            "attempts": 1,
+                            "decision": "allow",
+                            "rule": "granted",
+                            "reason": "",
+                            "ledger_seq": 0,
+                            "ledger_hash": "0" * 64,
+                            "idempotency_key": f"bench-{i}-{channel}",
+                            "request_hash": "0" * 64,
+                            "created_at": now - timedelta(hours=3),
+                            "updated_at": now - timedelta(hours=3),
+                            "sent_at": now - timedelta(hours=3),
                         }
                     )
             if i % 5 == 0:
@@ -201,7 +217,7 @@ def _fill(config: dict[str, Any]) -> tuple[str, str, str, list[str]]:
             (ChannelSetting, channels),
             (VendorPreference, prefs),
             (ConsentPreferences, quiet),
-            (ContactRecord, sent),
+            (Message, sent),
         ):
             for start in range(0, len(rows), 5_000):
                 session.execute(sa.insert(model), rows[start : start + 5_000])
@@ -294,7 +310,8 @@ RAW_QUERIES = (
     "(SELECT user_id FROM oauth_grants WHERE vendor_id = :v)",
     "SELECT user_id, vendor_id FROM oauth_grants WHERE vendor_id = :v AND revoked_at IS NULL "
     "AND (expires_at IS NULL OR expires_at > :now)",
-    "SELECT user_id, channel, at FROM contact_records WHERE vendor_id = :v AND at > :week",
+    "SELECT user_id, vendor_id, channel, sent_at FROM messages WHERE vendor_id = :v "
+    "AND sent_at > :week",
 )
 
 

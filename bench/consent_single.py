@@ -135,7 +135,9 @@ _COLUMNS = {
     "source updated_at",
     "channel_settings": "user_id channel enabled updated_at",
     "vendor_preferences": "user_id vendor_id blocked cap_per_day cap_per_week updated_at",
-    "contact_records": "user_id vendor_id channel topic_id at",
+    "messages": "id vendor_id client_id user_id channel topic body_ciphertext status not_before "
+    "attempts decision rule reason ledger_seq ledger_hash idempotency_key request_hash "
+    "created_at updated_at sent_at",
     "consent_preferences": "user_id quiet_start quiet_end timezone updated_at",
 }
 
@@ -156,7 +158,7 @@ def _rows(
     at = db("users", "created_at", now)
     yesterday = db("oauth_grants", "expires_at", now - timedelta(days=1))
     in_a_month = db("topic_consents", "expires_at", now + timedelta(days=30))
-    hours_ago = db("contact_records", "at", now - timedelta(hours=3))
+    hours_ago = db("messages", "sent_at", now - timedelta(hours=3))
     yes, no = db("users", "totp_enabled", True), db("users", "totp_enabled", False)
     no_codes = db("users", "recovery_code_hashes", [])
 
@@ -200,8 +202,30 @@ def _rows(
                 yield _uid(0, vendor, i), vendor_id, blocked, day, week, at
 
     def sends() -> Iterator[tuple[Any, ...]]:
+        # Delivered messages (what frequency caps count); the body is opaque bytes here.
         for i in range(0, count, 19):
-            yield _uid(0, vendor, i), vendor_id, "email", topics["news"], hours_ago
+            yield (
+                f"msg-{vendor}-{i}",
+                vendor_id,
+                client_id,
+                _uid(0, vendor, i),
+                "email",
+                "news",
+                b"bench",
+                "sent",
+                hours_ago,
+                1,
+                "allow",
+                "granted",
+                "bench",
+                0,
+                "0" * 64,
+                f"bench-{vendor}-{i}",
+                "0" * 64,
+                hours_ago,
+                hours_ago,
+                hours_ago,
+            )
 
     def quiet() -> Iterator[tuple[Any, ...]]:
         for i in range(0, count, 5):
@@ -214,7 +238,7 @@ def _rows(
         "topic_consents": consents(),
         "channel_settings": channels(),
         "vendor_preferences": preferences(),
-        "contact_records": sends(),
+        "messages": sends(),
         "consent_preferences": quiet(),
     }
 

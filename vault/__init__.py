@@ -173,6 +173,7 @@ def _init_features(app: Flask) -> None:
         api,
         connections,
         consents,
+        messages,
         oauth,
         portability,
         profile,
@@ -192,6 +193,7 @@ def _init_features(app: Flask) -> None:
         vendors,
         consents,
         unsubscribe,
+        messages,
     )
     for feature in features:
         feature.init_app(app)

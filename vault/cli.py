@@ -65,6 +65,7 @@ def _create_app_for_cli() -> Flask:
 def operator_commands() -> list[click.Command]:
     from flask_migrate.cli import db as migrations
 
+    from vault.messages.cli import run_with_worker, worker_command
     from vault.vendors.cli import vendors
 
     db = _InAppContext(
@@ -75,7 +76,7 @@ def operator_commands() -> list[click.Command]:
         help="Database migrations (Flask-Migrate): `vault db upgrade` brings a database "
         "up to date.",
     )
-    return [users, keys_group, vendors, ledger_group, db]
+    return [users, keys_group, vendors, ledger_group, db, worker_command, run_with_worker]
 
 
 def main() -> None:

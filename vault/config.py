@@ -146,6 +146,23 @@ def build_config(
         "VAULT_PHONE_CODE_RATE_LIMIT": env.get(
             "VAULT_PHONE_CODE_RATE_LIMIT", "3 per hour;10 per day"
         ),
+        # The outbox of businesses' messages (vault.messages): attempts before a message
+        # fails for good, the back-off between them (doubling from the base, with jitter,
+        # up to the maximum), how long a worker's claim on a message lasts (past the
+        # slowest delivery: a worker killed mid-delivery leaves it to another after that),
+        # messages claimed at a time, and the idle worker's wait between looks (seconds).
+        "VAULT_OUTBOX_MAX_ATTEMPTS": env.integer("VAULT_OUTBOX_MAX_ATTEMPTS", 8),
+        "VAULT_OUTBOX_BACKOFF": env.integer("VAULT_OUTBOX_BACKOFF", 30),
+        "VAULT_OUTBOX_MAX_BACKOFF": env.integer("VAULT_OUTBOX_MAX_BACKOFF", 3600),
+        "VAULT_OUTBOX_LEASE": env.integer("VAULT_OUTBOX_LEASE", 300),
+        "VAULT_OUTBOX_BATCH": env.integer("VAULT_OUTBOX_BATCH", 20),
+        "VAULT_OUTBOX_POLL": env.integer("VAULT_OUTBOX_POLL", 2),
+        # `vault run` (development) runs a delivery worker thread beside the server.
+        "VAULT_RUN_WORKER": env.flag("VAULT_RUN_WORKER", development),
+        # Longest SMS a business may send, in segments (connectors.segments).
+        "VAULT_SMS_MAX_SEGMENTS": env.integer("VAULT_SMS_MAX_SEGMENTS", 10),
+        # Seconds a contact permit stays valid.
+        "VAULT_PERMIT_LIFETIME": env.integer("VAULT_PERMIT_LIFETIME", 300),
         "VAULT_FORCE_HTTPS": env.flag("VAULT_FORCE_HTTPS", False),
         # How many reverse proxies in front set X-Forwarded-* (0: trust none).
         "VAULT_TRUSTED_PROXIES": env.integer("VAULT_TRUSTED_PROXIES", 0),
@@ -262,10 +279,21 @@ def _check_accounts(config: Mapping[str, Any]) -> None:
         "VAULT_GUESS_FREE_ATTEMPTS",
         "VAULT_PHONE_CODE_LIFETIME",
         "VAULT_PHONE_CODE_ATTEMPTS",
+        "VAULT_OUTBOX_MAX_ATTEMPTS",
+        "VAULT_OUTBOX_LEASE",
+        "VAULT_OUTBOX_BATCH",
+        "VAULT_SMS_MAX_SEGMENTS",
+        "VAULT_PERMIT_LIFETIME",
     ):
         if int(config[name]) <= 0:
             raise ConfigurationError(f"{name} must be a positive number, not {config[name]!r}")
-    for name in ("VAULT_GUESS_DELAY", "VAULT_GUESS_MAX_DELAY"):
+    for name in (
+        "VAULT_GUESS_DELAY",
+        "VAULT_GUESS_MAX_DELAY",
+        "VAULT_OUTBOX_BACKOFF",
+        "VAULT_OUTBOX_MAX_BACKOFF",
+        "VAULT_OUTBOX_POLL",
+    ):
         if int(config[name]) < 0:
             raise ConfigurationError(f"{name} must not be negative, not {config[name]!r}")
     if config.get("VAULT_SMS_URL"):

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 from vault.errors import problem
 from vault.extensions import limiter
 
-API_BLUEPRINTS = frozenset({"api", "consent_api"})
+API_BLUEPRINTS = frozenset({"api", "consent_api", "messages_api"})
 NAMESPACE = "api-client"
 
 P = ParamSpec("P")

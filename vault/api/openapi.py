@@ -17,6 +17,13 @@ from vault.api.consent_schemas import (
     SubjectConsentsSchema,
 )
 from vault.api.schemas import ProblemSchema, ProfileClaimsSchema
+from vault.messages.schemas import (
+    AcceptedSchema,
+    MessageInputSchema,
+    MessageSchema,
+    PermitInputSchema,
+    PermitSchema,
+)
 from vault.oauth.scopes import ALL_SCOPES, API_SCOPES
 from vault.oauth.server import issuer
 
@@ -55,7 +62,11 @@ def build_spec() -> dict[str, Any]:
             "The consent API (/api/v1/consents, /api/v1/consent-requests) acts for your "
             "business: use the client credentials grant with the consent:* scopes. A token "
             "from the authorization code flow that carries those scopes is accepted too, but "
-            "it speaks for its one customer: every other subject is unknown to it."
+            "it speaks for its one customer: every other subject is unknown to it. The "
+            "messages API (/api/v1/messages, scope messages:send) has the vault deliver your "
+            "message to a customer, checked against their consent when it is accepted and "
+            "again when it is sent; /api/v1/permits (scope messages:permit) signs a short-"
+            "lived permit for a contact through your own systems."
         },
         servers=[{"url": base}],
     )
@@ -66,6 +77,11 @@ def build_spec() -> dict[str, Any]:
     spec.components.schema("SubjectConsents", schema=SubjectConsentsSchema)
     spec.components.schema("ConsentRequestInput", schema=ConsentRequestInputSchema)
     spec.components.schema("ConsentRequest", schema=ConsentRequestSchema)
+    spec.components.schema("MessageInput", schema=MessageInputSchema)
+    spec.components.schema("Accepted", schema=AcceptedSchema)
+    spec.components.schema("Message", schema=MessageSchema)
+    spec.components.schema("PermitInput", schema=PermitInputSchema)
+    spec.components.schema("Permit", schema=PermitSchema)
     spec.components.security_scheme(
         "oauth2",
         {
@@ -110,6 +126,7 @@ def build_spec() -> dict[str, Any]:
         },
     )
     _consent_paths(spec)
+    _message_paths(spec)
     return spec.to_dict()
 
 
@@ -238,6 +255,105 @@ def _consent_paths(spec: APISpec) -> None:
                 "responses": {
                     "200": {"description": "The request", "content": _json("ConsentRequest")},
                     **_errors(("404", "No such request of yours")),
+                },
+            }
+        },
+    )
+
+
+DENIED = (
+    "The token lacks the scope (insufficient_scope), or the customer's consent does not "
+    "allow this contact (contact-denied, with `rule` and `reason`; for a message also its "
+    "`id`: the refused message is on record as blocked)"
+)
+
+
+def _message_paths(spec: APISpec) -> None:
+    spec.path(
+        path="/api/v1/messages",
+        operations={
+            "post": {
+                "summary": "Have the vault deliver a message to one of your customers",
+                "description": "The consent engine decides now: allow queues the message "
+                "(202, status queued), quiet hours defer it (202, status deferred, with "
+                "not_before), a deny is a 403 problem naming the rule and the reason. The "
+                "worker decides again when it sends (consent withdrawn meanwhile: blocked, "
+                "never sent) and only then reads the address, which you never see. E-mail "
+                "needs a subject; an SMS has none and may use up to the vault's segment limit "
+                "(10 by default). The Idempotency-Key header is required: the same key "
+                "repeats the first answer (Idempotent-Replayed: true) and never makes a second "
+                "message; the same key with another body is a 422 idempotency-key-reused.",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                        "description": "A new value (e.g. a UUID) for each new message",
+                    }
+                ],
+                "security": [{"oauth2": ["messages:send"]}],
+                "requestBody": {"required": True, "content": _json("MessageInput")},
+                "responses": {
+                    "202": {"description": "Queued or deferred", "content": _json("Accepted")},
+                    **_errors(
+                        ("403", DENIED),
+                        ("404", "Not one of your customers (unknown-subject)"),
+                        (
+                            "422",
+                            "Invalid body (invalid-request, with errors; e.g. an SMS over "
+                            "the segment limit), a topic you did not declare (unknown-topic), "
+                            "a key used for another request (idempotency-key-reused), no SMS "
+                            "provider (channel-unavailable)",
+                        ),
+                    ),
+                    "400": {
+                        "description": "No or a malformed Idempotency-Key header "
+                        "(idempotency-key-required), or unreadable input (invalid-input)",
+                        "content": PROBLEM,
+                    },
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/v1/messages/{id}",
+        operations={
+            "get": {
+                "summary": "One of your messages: status, attempts, last error, times",
+                "description": "Status is queued, deferred, sent, failed or blocked. Never "
+                "the address or the content.",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "security": [{"oauth2": ["messages:send"]}],
+                "responses": {
+                    "200": {"description": "The message", "content": _json("Message")},
+                    **_errors(("404", "No such message of yours")),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/v1/permits",
+        operations={
+            "post": {
+                "summary": "A signed permit to contact a customer through your own systems",
+                "description": "On allow, a JWS signed by the vault (verify it with the JWKS "
+                "of the discovery document) naming your client, the customer's sub, the "
+                "channel, the topic, the rule and the consent ledger's seq and hash, valid "
+                "for a few minutes. Issuing it is recorded in the contact log. A deny is the "
+                "same 403 problem as for messages; quiet hours are a 403 contact-deferred "
+                "with not_before.",
+                "security": [{"oauth2": ["messages:permit"]}],
+                "requestBody": {"required": True, "content": _json("PermitInput")},
+                "responses": {
+                    "201": {"description": "The permit", "content": _json("Permit")},
+                    **_errors(
+                        ("403", DENIED + "; contact-deferred in quiet hours"),
+                        ("404", "Not one of your customers (unknown-subject)"),
+                        ("422", "Invalid body (invalid-request) or unknown-topic"),
+                    ),
                 },
             }
         },

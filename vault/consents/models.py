@@ -111,20 +111,6 @@ class ConsentRequest(Base):
     vendor: Mapped[Vendor] = relationship()
 
 
-class ContactRecord(Base):
-    """A message actually sent to a customer: the history frequency caps count."""
-
-    __tablename__ = "contact_records"
-    __table_args__ = (Index("ix_contact_records_lookup", "user_id", "vendor_id", "channel", "at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
-    vendor_id: Mapped[str] = mapped_column(String(36), ForeignKey("vendors.id", ondelete="CASCADE"))
-    channel: Mapped[str] = mapped_column(String(10))
-    topic_id: Mapped[str | None] = mapped_column(String(36))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
 class LedgerHead(Base):
     """One row: the last sequence number and hash. Appenders update it first, which
     serialises them (a row lock on PostgreSQL, the write lock on SQLite)."""

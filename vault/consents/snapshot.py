@@ -18,10 +18,10 @@ from vault.accounts.models import AccountStatus, User
 from vault.consents.models import (
     ChannelSetting,
     ConsentPreferences,
-    ContactRecord,
     TopicConsent,
     VendorPreference,
 )
+from vault.messages.models import Message
 from vault.oauth.models import Grant, grant_ended
 from vault.vendors.models import ContactTopic
 
@@ -125,14 +125,12 @@ def _queries(dialect: str, by_vendor: bool) -> _Queries:
             ),
             Grant.vendor_id,
         ),
+        # Frequency caps count delivered messages (sent_at is set only on delivery).
         of_vendor(
-            select(
-                ContactRecord.user_id,
-                ContactRecord.vendor_id,
-                ContactRecord.channel,
-                ContactRecord.at,
-            ).where(among(ContactRecord.user_id), ContactRecord.at > bindparam("since")),
-            ContactRecord.vendor_id,
+            select(Message.user_id, Message.vendor_id, Message.channel, Message.sent_at).where(
+                among(Message.user_id), Message.sent_at > bindparam("since")
+            ),
+            Message.vendor_id,
         ),
     )
 

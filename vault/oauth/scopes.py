@@ -82,6 +82,20 @@ API_SCOPES: dict[str, ScopeInfo] = {
             "Propose topics and channels to a customer, who answers in the vault.",
             (),
         ),
+        ScopeInfo(
+            "messages:send",
+            "Send messages",
+            "Have the vault deliver messages to your customers (e-mail, SMS), each checked "
+            "against their consent when it is sent; you never see their addresses.",
+            (),
+        ),
+        ScopeInfo(
+            "messages:permit",
+            "Contact permits",
+            "Get a signed permit to contact a customer through your own systems, for a few "
+            "minutes, when their consent allows it.",
+            (),
+        ),
     )
 }
 

@@ -23,9 +23,10 @@ from flask import Flask
 
 from consent.engine import State
 from vault.accounts.models import User
-from vault.consents.models import ContactRecord, TopicConsent, VendorPreference
+from vault.consents.models import TopicConsent, VendorPreference
 from vault.consents.snapshot import load_consents
 from vault.extensions import db
+from vault.messages.models import Message
 from vault.models import new_id, utcnow
 from vault.oauth.models import Grant
 from vault.vendors.operations import create_client, create_vendor, declare_topic
@@ -95,10 +96,23 @@ def _fill(app: Flask) -> tuple[str, str]:
                 )
                 sends.append(
                     {
-                        "user_id": user_id,
+                        "id": f"msg-{i}",
                         "vendor_id": vendor.id,
+                        "client_id": "bench",
+                        "user_id": user_id,
                         "channel": "email",
-                        "at": now - timedelta(hours=1),
+                        "topic": "news",
+                        "body_ciphertext": b"opaque",
+                        "status": "sent",
+                        "not_before": now - timedelta(hours=1),
+                        "decision": "allow",
+                        "rule": "granted",
+                        "reason": "test",
+                        "ledger_seq": 0,
+                        "ledger_hash": "0" * 64,
+                        "idempotency_key": f"key-{i}",
+                        "request_hash": "0" * 64,
+                        "sent_at": now - timedelta(hours=1),
                     }
                 )
         for model, rows in (
@@ -106,7 +120,7 @@ def _fill(app: Flask) -> tuple[str, str]:
             (Grant, grants),
             (TopicConsent, consents),
             (VendorPreference, prefs),
-            (ContactRecord, sends),
+            (Message, sends),
         ):
             session.execute(sa.insert(model), rows)
         session.commit()
@@ -181,7 +195,7 @@ def test_one_customer_is_read_by_customer_not_by_vendor(
         steps = [step for statement in statements for step in _steps(connection, *statement)]
         db.session.rollback()
     read = {table for table, _ in steps}
-    assert {"topic_consents", "oauth_grants", "vendor_preferences", "contact_records"} <= read
+    assert {"topic_consents", "oauth_grants", "vendor_preferences", "messages"} <= read
     by_vendor = [
         (table, condition)
         for table, condition in steps

@@ -1,7 +1,7 @@
 """phone confirmation: the confirmed number's keyed hash on users, pending SMS codes
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 Create Date: 2026-12-02 03:00:00.000000
 
 Numbers saved before this revision start unconfirmed: nobody proved to hold them, so
@@ -16,7 +16,7 @@ import vault.models
 
 # revision identifiers, used by Alembic.
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
