@@ -121,6 +121,7 @@ def _check_keys(app: Flask) -> None:
 def _init_extensions(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
+    from vault import headers
     from vault.extensions import csrf, db, limiter, login_manager, migrate, talisman
 
     db.init_app(app)
@@ -141,6 +142,7 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    headers.init_app(app)  # before Talisman: its hook then runs after Talisman's
     talisman.init_app(
         app,
         force_https=app.config["VAULT_FORCE_HTTPS"],
@@ -175,6 +177,7 @@ def _init_features(app: Flask) -> None:
         oauth,
         portability,
         profile,
+        unsubscribe,
         vendors,
         web,
     )
@@ -190,6 +193,7 @@ def _init_features(app: Flask) -> None:
         vendors,
         consents,
         messages,
+        unsubscribe,
     )
     for feature in features:
         feature.init_app(app)

@@ -175,6 +175,13 @@ def build_config(
         "VAULT_CONSENT_REQUEST_RATE_LIMIT": env.get(
             "VAULT_CONSENT_REQUEST_RATE_LIMIT", "3 per day"
         ),
+        # Unsubscribe POSTs per link, and refused unsubscribe links (altered, cut off) per
+        # client address. Not a plain per-address limit: a big mailbox provider sends its
+        # users' one-click unsubscribes from a few addresses, and none may be refused.
+        "VAULT_UNSUBSCRIBE_RATE_LIMIT": env.get("VAULT_UNSUBSCRIBE_RATE_LIMIT", "10 per minute"),
+        "VAULT_UNSUBSCRIBE_REFUSED_RATE_LIMIT": env.get(
+            "VAULT_UNSUBSCRIBE_REFUSED_RATE_LIMIT", "30 per minute"
+        ),
         # argon2id cost; RFC 9106 "second recommended option" by default.
         "VAULT_ARGON2_TIME_COST": env.integer("VAULT_ARGON2_TIME_COST", 3),
         "VAULT_ARGON2_MEMORY_COST": env.integer("VAULT_ARGON2_MEMORY_COST", 65536),

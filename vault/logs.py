@@ -66,6 +66,8 @@ AUDIT_EVENTS = {
     "refresh_replay": "a spent refresh token used again; the grant ends (client_id, grant_id)",
     "grant_revoked": "a grant ended (grant_id, client_id, user_id, by: customer, "
     "refresh_token_replay, ...)",
+    "unsubscribed": "a consent withdrawn by following a message's unsubscribe link, without "
+    "log-in (user_id, vendor_id, channel, message_id)",
     "vendor_verified": "an admin gave a vendor the badge (vendor_id)",
     "vendor_unverified": "an admin took the badge away (vendor_id)",
     "master_key_rotated": "data keys re-wrapped under a new master key (key ids, count)",
@@ -83,6 +85,7 @@ _AFTER_COMMIT = frozenset(
         "second_factor_disabled",
         "account_closed",
         "grant_revoked",
+        "unsubscribed",
     }
 )
 

@@ -98,6 +98,20 @@ def append(
     return Appended(seq, digest)
 
 
+_LOCK_HEAD = update(_heads).where(_heads.c.id == 1).values(seq=_heads.c.seq)
+
+
+def lock(session: Session) -> None:
+    """Take the lock ``append`` takes (the head row's), now, without appending.
+
+    For a change that first reads the current state to decide whether there is anything to
+    change at all (an unsubscribe link followed twice at once): read after this, and a
+    concurrent twin waits here until the first commits, then reads what it wrote. An UPDATE
+    that changes nothing is the lock on both databases: a row lock on PostgreSQL (whose next
+    statements then see the other's commit), the write lock on SQLite."""
+    session.execute(_LOCK_HEAD)
+
+
 def head(session: Session) -> tuple[int, str] | None:
     """The (seq, hash) the head row names, or None if there is no head row."""
     row = session.execute(select(_heads.c.seq, _heads.c.hash).where(_heads.c.id == 1)).first()

@@ -23,10 +23,10 @@ SALT = "vault.unsubscribe"
 @dataclass(frozen=True)
 class UnsubscribeTarget:
     message_id: str
-    user_id: int
-    vendor_id: int
-    channel: str
-    topic: str
+    user_id: str  # the vault's ids are UUID strings (vault.models.new_id)
+    vendor_id: str
+    channel: str  # one of consent.engine.CHANNELS
+    topic: str  # the topic's name, as the vendor declared it (what the messages API takes)
 
 
 def _serializer() -> URLSafeSerializer:
@@ -54,8 +54,8 @@ def read_token(token: str) -> UnsubscribeTarget | None:
     message_id, user_id, vendor_id, channel, topic = fields
     if not (
         isinstance(message_id, str)
-        and isinstance(user_id, int)
-        and isinstance(vendor_id, int)
+        and isinstance(user_id, str)
+        and isinstance(vendor_id, str)
         and isinstance(channel, str)
         and isinstance(topic, str)
     ):
