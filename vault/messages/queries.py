@@ -143,13 +143,12 @@ def customer_businesses(
 
 def message_counts(session: Session, user_id: str) -> dict[str, int]:
     """``vendor_id -> number of messages`` it sent the customer."""
-    return dict(
-        session.execute(
-            select(Message.vendor_id, func.count(Message.id))
-            .where(Message.user_id == user_id)
-            .group_by(Message.vendor_id)
-        ).tuples()
+    rows = session.execute(
+        select(Message.vendor_id, func.count(Message.id))
+        .where(Message.user_id == user_id)
+        .group_by(Message.vendor_id)
     )
+    return {vendor_id: count for vendor_id, count in rows}
 
 
 def vendor_name(session: Session, vendor_id: str) -> str | None:
