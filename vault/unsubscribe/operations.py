@@ -102,10 +102,16 @@ def look_up(session: Session, target: UnsubscribeTarget) -> Subscription:
 def withdraw(session: Session, keys: KeyProvider, target: UnsubscribeTarget) -> Withdrawal:
     """Withdraw exactly the consent the link names, unless there is nothing to withdraw.
 
-    The ledger's lock is taken before the current state is read: two requests with the same
-    link at once (a mail client's one-click POST and a person's click) queue there, and the
-    second reads the first's withdrawal and writes nothing. Flushes, never commits."""
+    A link followed again (a mail client retrying) finds it withdrawn and writes nothing,
+    not even a lock. Otherwise the ledger's lock is taken and the state read again under it:
+    two requests with the same link at once (a mail client's one-click POST and a person's
+    click) queue there, and the second reads the first's withdrawal and writes nothing.
+    Flushes, never commits."""
+    current = look_up(session, target)
+    if current.standing != Standing.SUBSCRIBED:
+        return Withdrawal(current, None)
     ledger_store.lock(session)
+    session.expire_all()  # what was read before the lock is read again, as it is now
     current = look_up(session, target)
     if current.standing != Standing.SUBSCRIBED:
         return Withdrawal(current, None)
