@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -278,6 +278,27 @@ def test_statuses_in_plain_words(app: Flask, shops: tuple[Shop, Shop]) -> None:
     assert "You have unsubscribed from news by e-mail." in body
 
 
+def test_a_message_held_for_quiet_hours_says_until_when(
+    app: Flask, shops: tuple[Shop, Shop]
+) -> None:
+    acme, _ = shops
+    ada = factories.customer(app, profile={"zoneinfo": "Europe/Berlin"})
+    connect(app, ada.id, acme, ("news", "email"))
+    with app.app_context():
+        save_consents(
+            db.session,
+            keys(),
+            ada.id,
+            ConsentChanges(quiet_hours=(time(8, 0), time(20, 0), "Europe/Berlin")),
+        )
+        db.session.commit()
+    held = send(app, acme, ada.id, subject="Quietly")  # 10:00 in Berlin
+    assert held.status == "deferred"
+    body = text(log_in(app, ada).get("/messages"))
+    assert "Held for your quiet hours</span> until" in body
+    assert ">2026-11-30 20:00</time>" in body  # the end of the quiet hours, Berlin time
+
+
 def test_pages_of_a_business_newest_first(app: Flask, shops: tuple[Shop, Shop]) -> None:
     acme, _ = shops
     ada = factories.customer(app)
@@ -439,6 +460,28 @@ def test_portal_test_message_denied_shows_rule_and_reason(
     page = text(client.get(response.headers["Location"]))
     assert f"Not allowed ({message.rule}): {message.reason}" in page
     assert 'role="alert"' in page
+
+
+def test_portal_test_message_deferred_says_until_when(app: Flask, shops: tuple[Shop, Shop]) -> None:
+    acme, _ = shops
+    ada = factories.customer(app)
+    sub = connect(app, ada.id, acme, ("news", "email"))
+    with app.app_context():
+        save_consents(
+            db.session,
+            keys(),
+            ada.id,
+            ConsentChanges(quiet_hours=(time(0, 0), time(23, 59), "UTC")),
+        )
+        db.session.commit()
+    client = member_of(app, acme)
+    response = _test_message(client, sub=sub)
+    assert response.status_code == 302
+    with app.app_context():
+        message = db.session.scalars(select(Message)).one()
+    assert message.status == "deferred"
+    page = text(client.get("/business/messages"))
+    assert f"Message {message.id} deferred until " in page and "23:59 UTC (quiet_hours)" in page
 
 
 def test_portal_test_message_form_errors(app: Flask, shops: tuple[Shop, Shop]) -> None:
