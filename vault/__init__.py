@@ -192,8 +192,8 @@ def _init_features(app: Flask) -> None:
         connections,
         vendors,
         consents,
-        unsubscribe,
         messages,
+        unsubscribe,
     )
     for feature in features:
         feature.init_app(app)

@@ -1,4 +1,5 @@
-"""The customer's view of their grants (/connections) and of every read (/activity)."""
+"""The customer's view of their grants (/connections), of every read (/activity) and of
+the messages businesses sent them (/messages)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import uuid
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     Field,
+    HiddenField,
     SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from vault.oauth.scopes import ALL_SCOPES
@@ -72,4 +75,35 @@ class TopicForm(FlaskForm):
     description = TextAreaField("What you will contact people about", validators=[Length(max=1000)])
     purpose = SelectField(
         "Purpose", choices=[SelectChoice(p.value, p.value.capitalize()) for p in PurposeCategory]
+    )
+
+
+class SendTestMessageForm(FlaskForm):
+    """A message to one customer, sent from the portal through the messages API's own
+    operation (``vault.messages.operations.accept_message``): the consent engine decides.
+    The channel's rules (a subject for e-mail, SMS length) are the API schema's, applied
+    by the view. ``topic`` choices are the vendor's topics, set by the view."""
+
+    sub = StringField(
+        "Customer (pairwise sub)",
+        validators=[DataRequired(message="Enter the customer's sub."), Length(max=128)],
+    )
+    channel = SelectField(
+        "Channel",
+        choices=[SelectChoice("email", "E-mail"), SelectChoice("sms", "Text message (SMS)")],
+        default="email",
+    )
+    topic = SelectField("Topic", choices=[])
+    subject = StringField("Subject (e-mail only)", validators=[Optional(), Length(max=200)])
+    body = TextAreaField(
+        "Message", validators=[DataRequired(message="Write the message."), Length(max=100_000)]
+    )
+    # Made when the form is shown: sending the same form twice (a double click, a reload)
+    # makes one message, as the API's Idempotency-Key does.
+    idempotency_key = HiddenField(
+        default=lambda: str(uuid.uuid4()),
+        validators=[
+            DataRequired(message="Reload the page and send again."),
+            Regexp(r"^[0-9a-f-]{36}$", message="Reload the page and send again."),
+        ],
     )
