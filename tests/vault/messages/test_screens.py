@@ -324,7 +324,7 @@ def test_unsubscribe_from_the_list_withdraws_that_consent_only(
     app: Flask, shops: tuple[Shop, Shop]
 ) -> None:
     acme, _ = shops
-    ada = factories.customer(app)
+    ada = factories.customer_with_phone(app)  # texts go only to a confirmed number
     connect(app, ada.id, acme, ("news", "email"), ("news", "sms"))
     send(app, acme, ada.id, subject="Weekly news")
     client = log_in(app, ada)
