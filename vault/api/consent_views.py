@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -26,16 +25,22 @@ from vault.api.consent_schemas import (
     load_check_batch,
 )
 from vault.api.limits import per_client_limit
+from vault.api.vendor_calls import (
+    customer_of,
+    invalid,
+    json_object,
+    no_store,
+    token_vendor,
+    unknown_subject,
+)
 from vault.consents import vendor_api
 from vault.consents.models import ConsentRequest
 from vault.errors import problem
 from vault.extensions import csrf, db, limiter
 from vault.models import utcnow
-from vault.oauth.operations import resolve_subjects
 from vault.oauth.scopes import pairwise_sub
 from vault.oauth.server import issuer, require_oauth
 from vault.services import keys
-from vault.vendors.models import Vendor
 
 bp = Blueprint("consent_api", __name__)
 csrf.exempt(bp)  # bearer tokens, never cookies
@@ -48,59 +53,21 @@ request_input_schema = ConsentRequestInputSchema()
 CHECK_MAX_BYTES = 4 * 1024 * 1024
 
 
-def _vendor() -> Vendor:
-    vendor = db.session.get(Vendor, current_token.client.vendor_id)
-    assert vendor is not None  # a client's vendor cascades with it
-    return vendor
-
-
-def _customer(vendor: Vendor, sub: str) -> str | None:
-    """The user id behind one of the vendor's subs (only the token's own customer, for a
-    token issued for one)."""
-    return resolve_subjects(db.session, vendor.id, [sub], current_token.user_id).get(sub)
-
-
-def _invalid(errors: Any) -> Response:
-    return problem(
-        422,
-        "invalid-request",
-        "Invalid request body",
-        "The request body does not match the schema; see errors.",
-        errors=errors,
-    )
-
-
-def _json_body() -> Any:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _unknown_subject() -> Response:
-    return problem(
-        404, "unknown-subject", "Unknown subject", "This sub is not one of your customers."
-    )
-
-
 @bp.get("/api/v1/consents/<sub>")
 @require_oauth("consent:read")
 @per_client_limit
 def subject_consents(sub: str) -> Response:
     """This vendor's settings and current decisions for one subject."""
-    vendor = _vendor()
-    user_id = _customer(vendor, sub)
+    vendor = token_vendor()
+    user_id = customer_of(vendor, sub)
     view = (
         vendor_api.subject_view(db.session, vendor, sub, user_id, utcnow())
         if user_id is not None
         else None
     )
     if view is None:
-        return _unknown_subject()
-    return _no_store(jsonify(view))
+        return unknown_subject()
+    return no_store(jsonify(view))
 
 
 @bp.post("/api/v1/consents/check")
@@ -109,21 +76,21 @@ def subject_consents(sub: str) -> Response:
 def check() -> Response:
     """A batch of up to 10,000 (sub, channel, topic): one result per item, in order."""
     request.max_content_length = CHECK_MAX_BYTES
-    body = _json_body()
+    body = json_object()
     if body is None:
-        return _invalid({"_schema": ['a JSON object {"items": [...]}']})
+        return invalid({"_schema": ['a JSON object {"items": [...]}']})
     try:
         batch = load_check_batch(check_batch_schema, body)
     except ValidationError as error:
-        return _invalid(error.messages)
+        return invalid(error.messages)
     results = vendor_api.check_batch(
         db.session,
-        _vendor(),
+        token_vendor(),
         batch["items"],
         utcnow(),
         only_user=current_token.user_id,
     )
-    return _no_store(jsonify(results=results))
+    return no_store(jsonify(results=results))
 
 
 REQUEST_NAMESPACE = "consent-request"
@@ -159,7 +126,7 @@ def _request_response(row: ConsentRequest, sub: str, status: int) -> Response:
     response.headers["Location"] = issuer() + url_for(
         "consent_api.consent_request", request_id=row.id
     )
-    return _no_store(response)
+    return no_store(response)
 
 
 @bp.post("/api/v1/consent-requests")
@@ -167,18 +134,18 @@ def _request_response(row: ConsentRequest, sub: str, status: int) -> Response:
 @per_client_limit
 def create_consent_request() -> Response:
     """Propose topics and channels to a subject; 201 new, 200 an identical pending one."""
-    body = _json_body()
+    body = json_object()
     if body is None:
-        return _invalid({"_schema": ["a JSON object"]})
+        return invalid({"_schema": ["a JSON object"]})
     try:
         data = request_input_schema.load(body)
     except ValidationError as error:
-        return _invalid(error.messages)
-    vendor = _vendor()
-    user_id = _customer(vendor, data["sub"])
+        return invalid(error.messages)
+    vendor = token_vendor()
+    user_id = customer_of(vendor, data["sub"])
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None:
-        return _unknown_subject()
+        return unknown_subject()
     # A refusal (vendor_api.RequestError) is answered by vault.errors as problem+json.
     result = vendor_api.request_consent(
         db.session,
@@ -199,7 +166,7 @@ def create_consent_request() -> Response:
 @per_client_limit
 def consent_request(request_id: str) -> Response:
     """One of this vendor's requests, with the customer's answer once given."""
-    vendor = _vendor()
+    vendor = token_vendor()
     row = db.session.get(ConsentRequest, request_id)
     only_user = current_token.user_id
     if row is None or row.vendor_id != vendor.id or only_user not in (None, row.user_id):

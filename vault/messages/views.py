@@ -16,17 +16,23 @@ from werkzeug.wrappers import Response
 
 from vault import transactions
 from vault.api.limits import per_client_limit
+from vault.api.vendor_calls import (
+    customer_of,
+    invalid,
+    json_object,
+    no_store,
+    token_vendor,
+    unknown_subject,
+)
 from vault.errors import problem
 from vault.extensions import csrf, db
 from vault.messages import operations
 from vault.messages.models import Message, Status
 from vault.messages.schemas import MessageInputSchema, PermitInputSchema
 from vault.models import utcnow
-from vault.oauth.operations import resolve_subjects
 from vault.oauth.scopes import pairwise_sub
 from vault.oauth.server import issuer, require_oauth
 from vault.services import keys
-from vault.vendors.models import Vendor
 
 bp = Blueprint("messages_api", __name__)
 csrf.exempt(bp)  # bearer tokens, never cookies
@@ -48,44 +54,8 @@ def _message_input() -> MessageInputSchema:
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-def _vendor() -> Vendor:
-    vendor = db.session.get(Vendor, current_token.client.vendor_id)
-    assert vendor is not None  # a client's vendor cascades with it
-    return vendor
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _invalid(errors: Any) -> Response:
-    return problem(
-        422,
-        "invalid-request",
-        "Invalid request body",
-        "The request body does not match the schema; see errors.",
-        errors=errors,
-    )
-
-
 def _refused(error: operations.MessageError) -> Response:
     return problem(error.status, error.slug, error.title, error.detail, **error.extensions)
-
-
-def _body() -> dict[str, Any] | None:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
-
-
-def _customer(vendor: Vendor, sub: str) -> str | None:
-    return resolve_subjects(db.session, vendor.id, [sub], current_token.user_id).get(sub)
-
-
-def _unknown_subject() -> Response:
-    return problem(
-        404, "unknown-subject", "Unknown subject", "This sub is not one of your customers."
-    )
 
 
 def _answer(message: Message, replayed: bool) -> Response:
@@ -116,7 +86,7 @@ def _answer(message: Message, replayed: bool) -> Response:
         )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return _no_store(response)
+    return no_store(response)
 
 
 @bp.post("/api/v1/messages")
@@ -133,17 +103,17 @@ def send_message() -> Response:
             "Send an Idempotency-Key header (1 to 255 visible ASCII characters, e.g. a UUID) "
             "that is new for each new message; repeating it repeats the first answer.",
         )
-    body = _body()
+    body = json_object()
     if body is None:
-        return _invalid({"_schema": ["a JSON object"]})
+        return invalid({"_schema": ["a JSON object"]})
     try:
         data = _message_input().load(body)
     except ValidationError as error:
-        return _invalid(error.messages)
-    vendor = _vendor()
-    user_id = _customer(vendor, data["sub"])
+        return invalid(error.messages)
+    vendor = token_vendor()
+    user_id = customer_of(vendor, data["sub"])
     if user_id is None:
-        return _unknown_subject()
+        return unknown_subject()
     if data["channel"] == "sms":
         from vault import sms
 
@@ -205,13 +175,13 @@ def message_view(message: Message, sub: str) -> dict[str, Any]:
 @per_client_limit
 def get_message(message_id: str) -> Response:
     """One of the vendor's messages: status, attempts, last error, times."""
-    vendor = _vendor()
+    vendor = token_vendor()
     message = operations.vendor_message(db.session, vendor.id, message_id)
     only_user = current_token.user_id
     if message is None or only_user not in (None, message.user_id):
         return problem(404, "not-found", "Not found", "No such message of yours.")
     sub = pairwise_sub(keys(), vendor.id, message.user_id)
-    return _no_store(jsonify(message_view(message, sub)))
+    return no_store(jsonify(message_view(message, sub)))
 
 
 @bp.post("/api/v1/permits")
@@ -219,17 +189,17 @@ def get_message(message_id: str) -> Response:
 @per_client_limit
 def permit() -> Response:
     """A signed permit for one contact through the vendor's own systems, or 403."""
-    body = _body()
+    body = json_object()
     if body is None:
-        return _invalid({"_schema": ["a JSON object"]})
+        return invalid({"_schema": ["a JSON object"]})
     try:
         data = permit_input.load(body)
     except ValidationError as error:
-        return _invalid(error.messages)
-    vendor = _vendor()
-    user_id = _customer(vendor, data["sub"])
+        return invalid(error.messages)
+    vendor = token_vendor()
+    user_id = customer_of(vendor, data["sub"])
     if user_id is None:
-        return _unknown_subject()
+        return unknown_subject()
     try:
         issued = operations.issue_permit(
             db.session,
@@ -254,4 +224,4 @@ def permit() -> Response:
         }
     )
     response.status_code = 201
-    return _no_store(response)
+    return no_store(response)
