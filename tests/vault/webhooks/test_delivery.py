@@ -234,3 +234,24 @@ def test_other_vendors_hear_nothing_of_this_customer(vault: Vault, world: World)
         withdraw(vault, world.user.id, world.shop, "news", "email")
         run_worker(vault)
         assert receiver.requests == []
+
+
+def test_a_change_that_rolls_back_queues_nothing(vault: Vault, world: World) -> None:
+    from consent.engine import State
+    from vault.consents.operations import TopicChoice, save_consents
+
+    set_endpoint(vault, world, "http://127.0.0.1:9/hooks")
+    with vault.app.app_context():
+        save_consents(
+            db.session,
+            keys(),
+            world.user.id,
+            ConsentChanges(
+                topics={(world.shop.topics["news"], "email"): TopicChoice(State.WITHDRAWN)}
+            ),
+        )
+        assert db.session.scalar(db.select(db.func.count()).select_from(WebhookEndpoint)) == 1
+        db.session.rollback()
+    assert deliveries(vault) == []
+    withdraw(vault, world.user.id, world.shop, "news", "email")
+    assert [row[3] for row in deliveries(vault)] == ["topic_withdrawn"]
