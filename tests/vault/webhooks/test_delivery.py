@@ -256,3 +256,13 @@ def test_a_change_that_rolls_back_queues_nothing(vault: Vault, world: World) -> 
     assert deliveries(vault) == []  # ...and gone with it
     withdraw(vault, world.user.id, world.shop, "news", "email")
     assert [row[3] for row in deliveries(vault)] == ["topic_withdrawn"]
+
+
+def test_vault_worker_once_delivers_webhooks(vault: Vault, world: World) -> None:
+    with LocalHTTPServer(answers(200)) as receiver:
+        set_endpoint(vault, world, receiver.url)
+        withdraw(vault, world.user.id, world.shop, "news", "email")
+        result = vault.app.test_cli_runner().invoke(args=["worker", "--once"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["webhooks_sent"] == 1
+        assert len(receiver.requests) == 1
