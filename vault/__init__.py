@@ -180,6 +180,7 @@ def _init_features(app: Flask) -> None:
         unsubscribe,
         vendors,
         web,
+        webhooks,
     )
 
     features = (
@@ -194,6 +195,7 @@ def _init_features(app: Flask) -> None:
         consents,
         messages,
         unsubscribe,
+        webhooks,
     )
     for feature in features:
         feature.init_app(app)

@@ -157,6 +157,10 @@ def build_config(
         "VAULT_OUTBOX_LEASE": env.integer("VAULT_OUTBOX_LEASE", 300),
         "VAULT_OUTBOX_BATCH": env.integer("VAULT_OUTBOX_BATCH", 20),
         "VAULT_OUTBOX_POLL": env.integer("VAULT_OUTBOX_POLL", 2),
+        # Consent-change webhooks: attempts before a delivery is marked failed, and each
+        # attempt's time-out in seconds (the back-off is the outbox's).
+        "VAULT_WEBHOOK_MAX_ATTEMPTS": env.integer("VAULT_WEBHOOK_MAX_ATTEMPTS", 10),
+        "VAULT_WEBHOOK_TIMEOUT": env.integer("VAULT_WEBHOOK_TIMEOUT", 10),
         # `vault run` (development) runs a delivery worker thread beside the server.
         "VAULT_RUN_WORKER": env.flag("VAULT_RUN_WORKER", development),
         # Longest SMS a business may send, in segments (connectors.segments).
@@ -282,6 +286,8 @@ def _check_accounts(config: Mapping[str, Any]) -> None:
         "VAULT_OUTBOX_MAX_ATTEMPTS",
         "VAULT_OUTBOX_LEASE",
         "VAULT_OUTBOX_BATCH",
+        "VAULT_WEBHOOK_MAX_ATTEMPTS",
+        "VAULT_WEBHOOK_TIMEOUT",
         "VAULT_SMS_MAX_SEGMENTS",
         "VAULT_PERMIT_LIFETIME",
     ):

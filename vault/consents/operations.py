@@ -37,6 +37,7 @@ from vault.oauth.models import Grant
 from vault.oauth.operations import revoke_grant
 from vault.oauth.scopes import ALL_SCOPES, claim_names
 from vault.vendors.models import ContactTopic, Vendor
+from vault.webhooks import operations as webhooks
 
 VAULT_CONTROLLER = "CMR Vault (your own settings)"
 # A consent request's status once the customer blocked the business or ended the
@@ -122,6 +123,20 @@ class _Recorder:
             new_state=new,
             notice_version=notice_version,
         )
+        if vendor is not None:
+            # The business's webhook, in this transaction: queued if and only if the
+            # change commits.
+            webhooks.enqueue(
+                self.session,
+                self.keys,
+                user_id=self.user_id,
+                vendor_id=vendor.id,
+                seq=event.seq,
+                event_type=event_type,
+                channel=channel,
+                topic=topic,
+                new_state=new,
+            )
         receipt_purpose = ReceiptPurpose(
             purpose=purpose,
             category=category,
@@ -558,6 +573,17 @@ def end_relationship(
             vendor_id=vendor.id,
             prev_state={"grant": grant.id, "scopes": scopes, "revoked": False},
             new_state={"grant": grant.id, "scopes": [], "revoked": True},
+        )
+        webhooks.enqueue(
+            session,
+            keys,
+            user_id=user_id,
+            vendor_id=vendor.id,
+            seq=event.seq,
+            event_type="grant_revoked",
+            channel=None,
+            topic=None,
+            new_state={"revoked": True},
         )
         ended = f"ended on {grant.revoked_at:%Y-%m-%d} when you revoked the connection"
         for scope in scopes:

@@ -53,17 +53,21 @@ class WrappedKeyTable:
 
 
 def wrapped_key_tables() -> list[WrappedKeyTable]:
-    """Everything master-key rotation must re-wrap: customers' data keys, signing keys and
-    the key check value (``vault.keys.check``), which must always open under the current
-    keyring."""
+    """Everything master-key rotation must re-wrap: customers' data keys, signing keys,
+    webhook signing secrets and the key check value (``vault.keys.check``), which must
+    always open under the current keyring."""
     from vault.keys.check import KEY_CHECK_OWNER
     from vault.oauth.models import SigningKey
     from vault.oauth.signing import key_owner
+    from vault.webhooks.models import WebhookEndpoint, secret_owner
 
     return [
         WrappedKeyTable(DataKey, lambda row: row.user_id, DataKey.user_id),
         WrappedKeyTable(SigningKey, lambda row: key_owner(row.kid), SigningKey.kid),
         WrappedKeyTable(KeyCheck, lambda row: KEY_CHECK_OWNER, KeyCheck.id, counted=False),
+        WrappedKeyTable(
+            WebhookEndpoint, lambda row: secret_owner(row.vendor_id), WebhookEndpoint.vendor_id
+        ),
     ]
 
 

@@ -18,8 +18,9 @@ from werkzeug.serving import is_running_from_reloader
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @with_appcontext
 def worker_command(once: bool) -> None:
-    """Deliver businesses' messages from the outbox (one process; run several anywhere
-    on one PostgreSQL). SIGTERM or Ctrl-C: finish the message in hand, then exit."""
+    """Deliver businesses' messages and consent-change webhooks from the outbox (one
+    process; run several anywhere on one PostgreSQL). SIGTERM or Ctrl-C: finish the message
+    in hand, then exit."""
     from vault.messages.worker import Worker
 
     worker = Worker(current_app._get_current_object())  # type: ignore[attr-defined]
@@ -31,7 +32,8 @@ def worker_command(once: bool) -> None:
     signal.signal(signal.SIGINT, _stop)
     if once:
         handled = worker.run_once()
-        click.echo(json.dumps({"handled": handled, "sent": worker.delivered}))
+        sent = {"sent": worker.delivered, "webhooks_sent": worker.webhooks.delivered}
+        click.echo(json.dumps({"handled": handled, **sent}))
         return
     worker.run()
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import secrets
 import threading
 from collections import defaultdict
 from dataclasses import replace
@@ -50,9 +48,11 @@ from vault.keys.operations import DataKeyShredded, cipher_for
 from vault.messages.models import PENDING, Event, Message, Status
 from vault.messages.operations import Decided, body_field, log, subject_field
 from vault.models import utcnow
+from vault.outbox import backoff, claim_due, release
 from vault.profile.models import ProfileField
 from vault.unsubscribe.tokens import UnsubscribeTarget, make_token
 from vault.vendors.models import ContactTopic, Vendor
+from vault.webhooks.delivery import WebhookSender
 
 logger = logging.getLogger("vault.messages")
 
@@ -79,14 +79,6 @@ ADDRESS_CLAIMS = {"email": "email", "sms": "phone_number"}
 DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"
 
 
-def backoff(attempts: int, base: float, cap: float) -> float:
-    """Seconds before the next attempt after ``attempts`` failed ones: doubling from
-    ``base`` up to ``cap``, then "equal jitter" (half fixed, half random), so messages that
-    failed together (a provider outage) do not all come back at the same instant."""
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311  (timing, not a secret)
-
-
 class Worker:
     """Delivers the outbox of one app. Connectors default to the configured ones (built
     for this worker alone, so its kept SMTP connection is its own)."""
@@ -97,6 +89,7 @@ class Worker:
         *,
         email: Connector | None = None,
         sms: Connector | None = None,
+        webhook: Any = None,
     ) -> None:
         from vault import mail
         from vault import sms as sms_channel
@@ -107,6 +100,8 @@ class Worker:
             "email": email or mail.build_connector(config),
             "sms": sms or sms_channel.build_connector(config),
         }
+        # Consent-change webhooks share this worker, its claim, lease and back-off.
+        self.webhooks = WebhookSender(app, connector=webhook)
         self.batch = int(config["VAULT_OUTBOX_BATCH"])
         self.lease = timedelta(seconds=int(config["VAULT_OUTBOX_LEASE"]))
         self.max_attempts = int(config["VAULT_OUTBOX_MAX_ATTEMPTS"])
@@ -143,7 +138,8 @@ class Worker:
                 closer()
 
     def run_once(self) -> int:
-        """Deliver until nothing is due (or ``stop()``); the number of messages handled."""
+        """Deliver until nothing is due (or ``stop()``); the number of messages and webhooks
+        handled."""
         from vault.extensions import db
 
         handled = 0
@@ -154,9 +150,12 @@ class Worker:
             with self.app.app_context(), Session(db.engine, expire_on_commit=False) as session:
                 while not self.stopping:
                     claimed = self.claim(session)
-                    if not claimed[1]:
+                    done = self.process(session, claimed) if claimed[1] else 0
+                    if not self.stopping:
+                        done += self.webhooks.run_batch(session, lambda: self.stopping)
+                    if not done:
                         break
-                    handled += self.process(session, claimed)
+                    handled += done
         finally:
             self._close()
         return handled
@@ -181,41 +180,7 @@ class Worker:
 
     def claim(self, session: Session) -> tuple[str, list[Message]]:
         """Take up to ``batch`` due messages for this worker; commits the claim."""
-        now = utcnow()
-        token = secrets.token_hex(16)
-        due = (
-            select(Message.id)
-            .where(
-                Message.status.in_(PENDING),
-                Message.not_before <= now,
-                (Message.lease_until.is_(None)) | (Message.lease_until <= now),
-            )
-            .order_by(Message.not_before)
-            .limit(self.batch)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            # Rows another worker is claiming right now are skipped, not waited for.
-            due = due.with_for_update(skip_locked=True)
-        ids = list(
-            session.scalars(
-                update(Message)
-                .where(Message.id.in_(due.scalar_subquery()))
-                .values(claim_token=token, lease_until=now + self.lease)
-                .returning(Message.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        session.commit()
-        if not ids:
-            return token, []
-        rows = list(
-            session.scalars(
-                select(Message)
-                .where(Message.id.in_(ids), Message.claim_token == token)
-                .order_by(Message.not_before)
-            )
-        )
-        return token, rows
+        return claim_due(session, Message, PENDING, batch=self.batch, lease=self.lease)
 
     # --- one batch -----------------------------------------------------------------------------
 
@@ -290,15 +255,7 @@ class Worker:
 
     def _release(self, session: Session, token: str, ids: list[str]) -> None:
         """Give claimed rows back at once (stopping, or a message that raised)."""
-        if not ids:
-            return
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(ids), Message.claim_token == token)
-            .values(claim_token=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
+        release(session, Message, token, ids)
 
     def _finish(self, session: Session, message: Message, token: str, **values: Any) -> None:
         """Update a claimed row and end the claim; a row whose lease ran out and that
