@@ -9,9 +9,10 @@ One pass (``Worker.run_once``):
    A claim is a token and a lease (``VAULT_OUTBOX_LEASE`` seconds): a worker killed
    mid-delivery leaves its rows to whoever looks after the lease ran out (at least once;
    every message carries its id as Message-ID, so receivers can de-duplicate).
-2. **Decide again** on the customers' settings as stored now (one snapshot per batch,
-   counting this batch's own deliveries against frequency caps): withdrawn, blocked,
-   capped -> ``blocked``, never sent; quiet hours -> ``deferred`` to their end.
+2. **Decide again**, message by message, on the customer's settings as stored at that
+   moment (a consent withdrawn while the batch runs stops the next message; deliveries
+   already committed count against frequency caps): withdrawn, blocked, capped ->
+   ``blocked``, never sent; quiet hours -> ``deferred`` to their end.
 3. Only then **decrypt** the address (the e-mail or phone number of the profile) and the
    content, build the message and **deliver** it through the channel's connector.
 4. **Record** the outcome with a contact-log row, one commit per message: ``sent``; a
@@ -27,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from werkzeug.routing import BuildError
 
 from connectors.base import Connector, Delivery, Outcome
 from connectors.base import Message as Outgoing
-from consent.engine import CustomerConsents, Decision, Topic, VendorRef, decide
+from consent.engine import Decision, Topic, VendorRef, decide
 from consent.engine import Outcome as Verdict
 from vault.consents import ledger
 from vault.consents.snapshot import load_consents
@@ -191,9 +191,6 @@ class Worker:
         from vault.services import keys
 
         provider = keys()
-        now = utcnow()
-        head = ledger.head(session) or (0, "0" * 64)
-        consents = load_consents(session, {m.user_id for m in messages}, now)
         vendor_ids = {m.vendor_id for m in messages}
         vendors = {
             v.id: v for v in session.scalars(select(Vendor).where(Vendor.id.in_(vendor_ids)))
@@ -206,10 +203,6 @@ class Worker:
         }
         # Decrypted addresses live no longer than the batch.
         self._contacts = {}
-        # Deliveries of this batch, which the snapshot above does not hold yet.
-        sent_now: dict[str, dict[tuple[str, str], list[datetime]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
         handled = 0
         for index, message in enumerate(messages):
             if self.stopping:
@@ -217,12 +210,13 @@ class Worker:
                 break
             # Plain values: the commit below expires the ORM objects.
             ids = (message.id, message.user_id, message.vendor_id, message.channel)
-            customer = consents.get(message.user_id)
-            if customer is not None and message.user_id in sent_now:
-                customer = _with_sends(customer, sent_now[message.user_id])
             vendor = vendors.get(message.vendor_id)
             topic = topics.get((message.vendor_id, message.topic))
             at = utcnow()
+            # The ledger head first, then the settings: every change up to that event is in
+            # what is decided on. Per message, so nothing is sent on a stale snapshot.
+            head = ledger.head(session) or (0, "0" * 64)
+            customer = load_consents(session, [ids[1]], at, vendor_id=ids[2]).get(ids[1])
             if vendor is None or topic is None:
                 decision = Decision(
                     Verdict.DENY,
@@ -242,8 +236,6 @@ class Worker:
                 else:
                     delivery = self._deliver(session, provider, message, vendor)
                     self._record(session, message, token, decided, delivery)
-                    if delivery.ok:
-                        sent_now[ids[1]][(ids[2], ids[3])].append(utcnow())
                 session.commit()
             except Exception:
                 session.rollback()
@@ -430,15 +422,6 @@ class Worker:
         logger.warning(
             "outbox: message %s failed after %d attempt(s): %s", message.id, attempts, detail
         )
-
-
-def _with_sends(
-    customer: CustomerConsents, extra: dict[tuple[str, str], list[datetime]]
-) -> CustomerConsents:
-    sends = {key: tuple(times) for key, times in customer.sends.items()}
-    for key, times in extra.items():
-        sends[key] = tuple(sorted((*sends.get(key, ()), *times)))
-    return replace(customer, sends=sends)
 
 
 def _no_topic_rule() -> Any:

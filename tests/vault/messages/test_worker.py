@@ -182,6 +182,45 @@ def test_consent_withdrawn_between_queueing_and_sending_is_never_sent(
     assert rule == "withdrawn"
 
 
+class _WithdrawsAfterFirst:
+    """An e-mail connector that, once the first message is handed over, lets the customer
+    withdraw (committed from another session, as their own request would be)."""
+
+    channel = "email"
+
+    def __init__(self, inner: SmtpConnector, on_first: Any) -> None:
+        self.inner, self.on_first, self.delivered = inner, on_first, 0
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def deliver(self, message: Any) -> Any:
+        delivery = self.inner.deliver(message)
+        self.delivered += 1
+        if self.delivered == 1:
+            customer = threading.Thread(target=self.on_first)  # a request of its own
+            customer.start()
+            customer.join(timeout=30)  # committed before the next message is decided
+        return delivery
+
+
+def test_consent_withdrawn_while_a_batch_is_delivered_stops_the_rest_of_it(
+    vault: Vault, world: World, mailbox: MailServer
+) -> None:
+    ids = queue(vault, world, count=3)
+    connector = _WithdrawsAfterFirst(
+        smtp(mailbox), lambda: withdraw(vault, world.user.id, world.shop, "news", "email")
+    )
+    running = worker(vault, email=connector)
+    assert running.batch >= 3  # one claim holds all three
+    running.run_once()
+    assert [status(vault, i)[0] for i in ids] == ["sent", "blocked", "blocked"]
+    assert len(mailbox.to(world.user.email)) == 1
+
+
 def test_smtp_refusals_fail_or_retry(vault: Vault, mailbox: MailServer) -> None:
     shop = make_shop(vault, "Acme Shop", {"news": "marketing"})
     gone, busy = vault.customer(), vault.customer()
