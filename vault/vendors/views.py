@@ -4,7 +4,6 @@ operation)."""
 
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any
 
 from flask import (
@@ -18,13 +17,13 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user
 from marshmallow import ValidationError
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from consent.engine import CHANNEL_NAMES
-from vault.accounts.models import Role
+from vault.auth import vendor_member_required
 from vault.extensions import db
 from vault.messages import queries as message_queries
 from vault.messages.operations import MessageError, accept_message
@@ -41,25 +40,10 @@ from vault.vendors.forms import (
     TopicForm,
     VendorProfileForm,
 )
-from vault.vendors.models import Vendor, VendorMember
+from vault.vendors.models import Vendor
 from vault.vendors.urls import loopback_http_allowed
 
 bp = Blueprint("business", __name__, url_prefix="/business")
-
-
-def vendor_member_required(view: Any) -> Any:
-    @wraps(view)
-    @login_required
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_user.role != Role.VENDOR_MEMBER:
-            abort(403, "The business portal is for members of a business.")
-        membership = db.session.get(VendorMember, current_user.id)
-        if membership is None:
-            abort(403, "Your account is not attached to a business.")
-        g.vendor = db.session.get(Vendor, membership.vendor_id)
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 def _own_client(client_id: str) -> OAuthClient:

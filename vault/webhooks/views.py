@@ -4,37 +4,18 @@ a member only ever sees their own business's endpoint (the one of their membersh
 
 from __future__ import annotations
 
-from functools import wraps
-from typing import Any
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
-from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from vault.accounts.models import Role
+from vault.auth import vendor_member_required
 from vault.extensions import db
 from vault.services import keys
-from vault.vendors.models import Vendor, VendorMember
+from vault.vendors.models import Vendor
 from vault.webhooks import operations
 from vault.webhooks.forms import ActionForm, EndpointForm
 from vault.webhooks.models import WebhookEndpoint
 
 bp = Blueprint("webhooks", __name__, url_prefix="/business/webhooks")
-
-
-def _member_required(view: Any) -> Any:
-    @wraps(view)
-    @login_required
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_user.role != Role.VENDOR_MEMBER:
-            abort(403, "The business portal is for members of a business.")
-        membership = db.session.get(VendorMember, current_user.id)
-        if membership is None:
-            abort(403, "Your account is not attached to a business.")
-        g.vendor = db.session.get(Vendor, membership.vendor_id)
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 def _page(form: EndpointForm | None = None, status: int = 200) -> Response:
@@ -61,13 +42,13 @@ def _page(form: EndpointForm | None = None, status: int = 200) -> Response:
 
 
 @bp.get("")
-@_member_required
+@vendor_member_required
 def index() -> Response:
     return _page()
 
 
 @bp.post("")
-@_member_required
+@vendor_member_required
 def save() -> Response:
     form = EndpointForm()
     if not form.validate():
@@ -96,7 +77,7 @@ def save() -> Response:
 
 
 @bp.post("/rotate")
-@_member_required
+@vendor_member_required
 def rotate() -> Response:
     if not ActionForm().validate():
         abort(400, "The form expired; try again.")
@@ -112,7 +93,7 @@ def rotate() -> Response:
 
 
 @bp.post("/remove")
-@_member_required
+@vendor_member_required
 def remove() -> Response:
     if not ActionForm().validate():
         abort(400, "The form expired; try again.")
