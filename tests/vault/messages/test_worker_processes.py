@@ -78,6 +78,8 @@ WORKER_ONCE = [
 ]
 
 
+# Worker processes meeting in one PostgreSQL (FOR UPDATE SKIP LOCKED): PostgreSQL only.
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next(
     vault: Vault,
     world: World,
@@ -86,8 +88,6 @@ def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next(
     mailbox: MailServer,
     tmp_path: Path,
 ) -> None:
-    if database.backend != "postgresql":
-        pytest.skip("worker processes share a PostgreSQL database")
     [message_id] = _accept_many(vault, world, 1)
     # An SMTP server that accepts the connection and never says a word: the first worker
     # is inside its delivery, holding the claim, when it is killed.
@@ -135,6 +135,7 @@ def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next(
     assert (status, attempts) == ("sent", 1)
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_two_worker_processes_deliver_each_message_exactly_once(
     vault: Vault,
     world: World,
@@ -143,8 +144,6 @@ def test_two_worker_processes_deliver_each_message_exactly_once(
     mailbox: MailServer,
     tmp_path: Path,
 ) -> None:
-    if database.backend != "postgresql":
-        pytest.skip("several worker processes share a PostgreSQL database")
     ids = _accept_many(vault, world, COUNT)
     env = _worker_env(vault, database, keyring_text, mailbox.url)
     command = WORKER_ONCE
