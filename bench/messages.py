@@ -33,22 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.oauth_api import CLIENT_THREADS, ROUNDS, _gunicorn, _workers_cpu
+from bench.oauth_api import _VAULT_WSGI, CLIENT_THREADS, ROUNDS, _gunicorn, _workers_cpu
 from bench.profile_store import _migrate, _postgres_target, _sqlite_target, bench_config
 from bench.timing import Rate
 
 QUEUED = 400  # messages the worker delivers
 SENDER = "CMR Vault <vault@bench.example>"
-
-_VAULT_WSGI = """\
-import json
-import os
-
-from vault import create_app
-
-with open(os.environ["VAULT_BENCH_CONFIG"]) as handle:
-    app = create_app(json.load(handle))
-"""
 
 # The statements the vault runs for one accepted message, as the DB-API spells them.
 _BARE_SQL_WSGI = """\
